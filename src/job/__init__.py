@@ -1,0 +1,74 @@
+"""`job`: async, Postgres-backed, typed background jobs.
+
+A port of the Rust crate ``job`` (GaloyMoney/job). See README.md and docs/ for the concepts.
+"""
+
+from __future__ import annotations
+
+from job.clock import ClockController, ClockHandle
+from job.config import JobPollerConfig, JobSvcConfig
+from job.current import CurrentJob
+from job.entity import Job, JobEvent, JobId, JobState, new_job_id
+from job.errors import (
+    ConfigError,
+    DatabaseError,
+    DuplicateJobError,
+    JobConfigError,
+    JobError,
+    JobNotFoundError,
+    JobTimeoutError,
+    MigrationError,
+    NotStartedError,
+    RegistryClosedError,
+    UnknownJobTypeError,
+)
+from job.outcome import (
+    Complete,
+    JobCompletion,
+    RescheduleAt,
+    RescheduleIn,
+    RescheduleNow,
+    RetryLater,
+)
+from job.retry import RetryDecision, RetrySettings
+from job.runner import JobInitializer, JobRunner
+from job.service import Jobs
+from job.spawner import JobSpawner, JobSpec, UniqueSpawn
+
+__all__ = [
+    "ClockController",
+    "ClockHandle",
+    "Complete",
+    "ConfigError",
+    "CurrentJob",
+    "DatabaseError",
+    "DuplicateJobError",
+    "Job",
+    "JobCompletion",
+    "JobConfigError",
+    "JobError",
+    "JobEvent",
+    "JobId",
+    "JobInitializer",
+    "JobNotFoundError",
+    "JobPollerConfig",
+    "JobRunner",
+    "JobSpawner",
+    "JobSpec",
+    "JobState",
+    "JobSvcConfig",
+    "JobTimeoutError",
+    "Jobs",
+    "MigrationError",
+    "NotStartedError",
+    "RegistryClosedError",
+    "RescheduleAt",
+    "RescheduleIn",
+    "RescheduleNow",
+    "RetryDecision",
+    "RetryLater",
+    "RetrySettings",
+    "UniqueSpawn",
+    "UnknownJobTypeError",
+    "new_job_id",
+]

@@ -1,0 +1,383 @@
+"""Runs one claimed job and turns what happened into a fenced outcome write.
+
+Every path ends in a recorded outcome: a config that no longer validates, an initializer that
+raises, a runner that raises anything (``BaseException`` included) or returns something that is
+not an outcome, and a job whose attempts were used up by lost runs. Only the service's own
+cancellation at shutdown escapes; the service then hands the row back to pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import anyio
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from psycopg_pool import AsyncConnectionPool
+
+from job import _telemetry as tel
+from job._outcomes import OutcomeWriter
+from job._registry import Registry
+from job._repository import ClaimedRow, OutcomeWrite, Repository
+from job.clock import ClockHandle
+from job.current import CurrentJob
+from job.outcome import (
+    Complete,
+    JobCompletion,
+    RescheduleAt,
+    RescheduleIn,
+    RescheduleNow,
+    RetryLater,
+)
+from job.retry import RetrySettings
+
+logger = logging.getLogger("job.dispatcher")
+
+_OUTCOME_TYPES = (Complete, RetryLater, RescheduleAt, RescheduleIn, RescheduleNow)
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _is_service_cancellation() -> bool:
+    """True if the current task is being cancelled by someone (the service at shutdown),
+    rather than a runner raising CancelledError on its own."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+class _Failure:
+    """Why an attempt failed: an exception, or a RetryLater the runner returned."""
+
+    __slots__ = ("delay", "error_type", "message", "panicked")
+
+    def __init__(
+        self,
+        message: str,
+        error_type: str,
+        *,
+        delay: timedelta | None = None,
+        panicked: bool = False,
+    ) -> None:
+        self.message = message
+        self.error_type = error_type
+        self.delay = delay
+        self.panicked = panicked
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> _Failure:
+        text = str(exc)
+        message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        # A BaseException that is not an Exception is this library's "panic".
+        return cls(message, type(exc).__qualname__, panicked=not isinstance(exc, Exception))
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        repo: Repository,
+        registry: Registry,
+        clock: ClockHandle,
+        writer: OutcomeWriter,
+        pool: AsyncConnectionPool[Any],
+        shutdown: anyio.Event,
+        on_terminal: Callable[[list[UUID]], None],
+        on_finished: Callable[[], None],
+    ) -> None:
+        self._repo = repo
+        self._registry = registry
+        self._clock = clock
+        self._writer = writer
+        self._pool = pool
+        self._shutdown = shutdown
+        self._on_terminal = on_terminal
+        self._on_finished = on_finished
+        self._live: dict[UUID, int] = {}
+        self.running = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    @property
+    def live_ids(self) -> list[UUID]:
+        """Ids of jobs with a run in progress in this process (heartbeats cover these)."""
+        return list(self._live)
+
+    def admit(self, row: ClaimedRow) -> None:
+        """Count a claimed job as running, synchronously, before the next poll."""
+        self.running += 1
+        self._live[row.id] = self._live.get(row.id, 0) + 1
+        if self._idle.is_set():
+            self._idle = anyio.Event()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    async def execute(self, row: ClaimedRow) -> None:
+        try:
+            await self._execute(row)
+        finally:
+            count = self._live.pop(row.id, 1) - 1
+            if count > 0:
+                self._live[row.id] = count
+            self.running -= 1
+            if self.running == 0:
+                self._idle.set()
+            self._on_finished()
+
+    async def _execute(self, row: ClaimedRow) -> None:
+        initializer = self._registry.get(row.job_type)
+        attributes: dict[str, str | int] = {
+            "job.id": str(row.id),
+            "job.type": row.job_type,
+            "job.attempt": row.attempt,
+        }
+        with tel.TRACER.start_as_current_span(
+            tel.SPAN_EXECUTE,
+            context=tel.context_from_carrier(row.tracing),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+        ) as span:
+            settings = RetrySettings()
+            current: CurrentJob[Any] | None = None
+            try:
+                if initializer is None:  # claims are limited to registered types
+                    raise LookupError(f"no initializer for job type {row.job_type!r}")
+                settings = initializer.retry_settings()
+                if settings.n_attempts is not None and row.attempt > settings.n_attempts:
+                    await self._fail(
+                        row,
+                        _Failure(
+                            f"attempt {row.attempt} exceeds n_attempts="
+                            f"{settings.n_attempts}: earlier runs were lost (their worker"
+                            " died or stopped heartbeating)",
+                            "AttemptsExhausted",
+                        ),
+                        RetrySettings(n_attempts=1),
+                    )
+                    return
+                config = initializer.config_type.model_validate(row.config)
+                runner = initializer.init(config)
+                current = CurrentJob(
+                    id=row.id,
+                    job_type=row.job_type,
+                    attempt=row.attempt,
+                    config=config,
+                    scheduled_for=row.execute_at,
+                    clock=self._clock,
+                    pool=self._pool,
+                    shutdown=self._shutdown,
+                )
+                outcome = await runner.run(current)
+                if not isinstance(outcome, _OUTCOME_TYPES):
+                    raise TypeError(
+                        f"{type(runner).__name__}.run() returned {outcome!r}, not an"
+                        " outcome (Complete, RetryLater, RescheduleAt, RescheduleIn,"
+                        " RescheduleNow)"
+                    )
+            except BaseException as exc:
+                if current is not None:
+                    with anyio.CancelScope(shield=True):
+                        await current._finish_transaction(commit=False)
+                if isinstance(exc, asyncio.CancelledError) and _is_service_cancellation():
+                    raise
+                failure = _Failure.from_exception(exc)
+                tel.record_error(span, exc, level="ERROR" if failure.panicked else "WARN")
+                span.set_attribute("conclusion", "Error")
+                await self._fail(row, failure, settings)
+                return
+            span.set_attribute("conclusion", type(outcome).__name__)
+            await self._conclude(row, outcome, current, settings)
+
+    async def _conclude(
+        self,
+        row: ClaimedRow,
+        outcome: JobCompletion,
+        current: CurrentJob[Any],
+        settings: RetrySettings,
+    ) -> None:
+        if isinstance(outcome, RetryLater):
+            await current._finish_transaction(commit=False)
+            await self._fail(
+                row,
+                _Failure(outcome.reason, "RetryLater", delay=outcome.delay),
+                settings,
+            )
+            return
+        now = self._clock.now()
+        if isinstance(outcome, Complete):
+            span_name = tel.SPAN_COMPLETE
+            write = OutcomeWrite(
+                row.id,
+                row.claim_token,
+                terminal=True,
+                execute_at=None,
+                attempt=row.attempt,
+                events=[
+                    {"type": "execution_completed", "data": {"attempt": row.attempt}},
+                    {"type": "job_completed", "data": {"state": "completed"}},
+                ],
+            )
+        else:
+            span_name = tel.SPAN_RESCHEDULE
+            if isinstance(outcome, RescheduleAt):
+                at = outcome.at
+            elif isinstance(outcome, RescheduleIn):
+                at = now + outcome.delay
+            else:
+                at = now
+            write = OutcomeWrite(
+                row.id,
+                row.claim_token,
+                terminal=False,
+                execute_at=at,
+                attempt=1,
+                events=[
+                    {"type": "execution_completed", "data": {"attempt": row.attempt}},
+                    {
+                        "type": "execution_scheduled",
+                        "data": {"attempt": 1, "scheduled_at": _iso(at)},
+                    },
+                ],
+            )
+        with tel.TRACER.start_as_current_span(
+            span_name, attributes={"job.id": str(row.id), "job.type": row.job_type}
+        ) as span:
+            if write.execute_at is not None:
+                span.set_attribute("job.reschedule_at", _iso(write.execute_at))
+            tx = current._open_transaction
+            if tx is None:
+                applied = await self._writer.submit(write)
+            else:
+                committed = await self._apply_in_runner_transaction(row, write, current, settings)
+                if committed is None:
+                    return  # the commit failed and was recorded as a failed attempt
+                applied = committed
+            if not applied:
+                self._log_fenced(row)
+
+    async def _apply_in_runner_transaction(
+        self,
+        row: ClaimedRow,
+        write: OutcomeWrite,
+        current: CurrentJob[Any],
+        settings: RetrySettings,
+    ) -> bool | None:
+        """Write the outcome into the runner's own transaction and commit both together.
+
+        Returns whether the fence held, or None if committing failed (then recorded as a failed
+        attempt: the business effects rolled back with it).
+        """
+        tx = current._open_transaction
+        assert tx is not None
+        try:
+            applied = row.id in await self._repo.apply_outcomes(
+                [write], self._clock.now(), conn=tx
+            )
+            await current._finish_transaction(commit=applied)
+        except Exception as exc:
+            with anyio.CancelScope(shield=True):
+                await current._finish_transaction(commit=False)
+            failure = _Failure.from_exception(exc)
+            failure.message = f"committing the runner's transaction failed: {failure.message}"
+            await self._fail(row, failure, settings)
+            return None
+        if applied and write.terminal:
+            self._on_terminal([row.id])
+        return applied
+
+    async def _fail(self, row: ClaimedRow, failure: _Failure, settings: RetrySettings) -> None:
+        now = self._clock.now()
+        decision = settings.decide(
+            attempt=row.attempt,
+            schedule_written_at=row.scheduled_at,
+            execute_at=row.execute_at,
+            now=now,
+            delay=failure.delay,
+        )
+        level = "ERROR" if failure.panicked else decision.level
+        events: list[dict[str, Any]] = []
+        if decision.reset:
+            events.append({"type": "attempt_counter_reset", "data": {}})
+        events.append(
+            {
+                "type": "execution_errored",
+                "data": {
+                    "attempt": row.attempt,
+                    "error": failure.message,
+                    "error_type": failure.error_type,
+                    "level": level,
+                    "will_retry": decision.will_retry,
+                },
+            }
+        )
+        if decision.will_retry:
+            assert decision.retry_at is not None
+            events.append(
+                {
+                    "type": "execution_scheduled",
+                    "data": {
+                        "attempt": decision.next_attempt,
+                        "scheduled_at": _iso(decision.retry_at),
+                    },
+                }
+            )
+            write = OutcomeWrite(
+                row.id,
+                row.claim_token,
+                terminal=False,
+                execute_at=decision.retry_at,
+                attempt=decision.next_attempt,
+                events=events,
+            )
+        else:
+            events.append({"type": "job_completed", "data": {"state": "errored"}})
+            write = OutcomeWrite(
+                row.id,
+                row.claim_token,
+                terminal=True,
+                execute_at=None,
+                attempt=row.attempt,
+                events=events,
+            )
+        with tel.TRACER.start_as_current_span(
+            tel.SPAN_FAIL,
+            attributes={
+                "job.id": str(row.id),
+                "job.type": row.job_type,
+                "job.attempt": row.attempt,
+                "will_retry": decision.will_retry,
+                "error": True,
+                "error.level": level,
+                "error.message": failure.message,
+            },
+        ) as span:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, failure.message))
+            log = logger.error if level == "ERROR" else logger.warning
+            log(
+                "job %s (%s) attempt %d failed: %s; %s",
+                row.id,
+                row.job_type,
+                row.attempt,
+                failure.message,
+                f"retry {decision.next_attempt} at {_iso(decision.retry_at)}"
+                if decision.retry_at is not None
+                else "giving up",
+                extra={"job_id": str(row.id), "job_type": row.job_type},
+            )
+            if not await self._writer.submit(write):
+                self._log_fenced(row)
+
+    def _log_fenced(self, row: ClaimedRow) -> None:
+        logger.warning(
+            "job %s (%s): outcome discarded, the job was reclaimed by another worker",
+            row.id,
+            row.job_type,
+            extra={"job_id": str(row.id), "job_type": row.job_type},
+        )

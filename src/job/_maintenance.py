@@ -1,0 +1,114 @@
+"""Liveness, on the wall clock: heartbeats for running jobs and recovery of lost ones.
+
+* Heartbeat, every ``job_lost_interval / 4``: refresh ``alive_at`` of the jobs this process is
+  really running (ids with a live task), so a zombie row is never kept alive.
+* Lost-job reclaim, every ``job_lost_interval / 2``: rows whose heartbeat is older than the
+  interval go back to pending with attempt + 1 (an ``execution_lost`` event names the worker).
+  The dispatcher fails a job whose attempt has grown past ``n_attempts`` this way, so a job that
+  kills its worker every time cannot loop forever.
+* Stale-pending report, every ``pending_jobs_check_interval``: a warning for due jobs of the
+  registered types that nobody claimed for longer than ``max_poll_wait``.
+
+These loops sleep with ``anyio.sleep`` (monotonic time), never the application clock: a manual
+clock jumped a day ahead must not make every running job look lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+
+from job import _telemetry as tel
+from job._dispatcher import Dispatcher
+from job._registry import Registry
+from job._repository import Repository
+from job.clock import ClockHandle
+from job.config import JobPollerConfig
+
+logger = logging.getLogger("job.maintenance")
+
+
+class Maintenance:
+    def __init__(
+        self,
+        *,
+        repo: Repository,
+        registry: Registry,
+        dispatcher: Dispatcher,
+        clock: ClockHandle,
+        config: JobPollerConfig,
+        on_reclaimed: Callable[[], None],
+    ) -> None:
+        self._repo = repo
+        self._registry = registry
+        self._dispatcher = dispatcher
+        self._clock = clock
+        self._config = config
+        self._on_reclaimed = on_reclaimed
+
+    async def run_heartbeats(self) -> None:
+        interval = self._config.job_lost_interval.total_seconds() / 4
+        while True:
+            await anyio.sleep(interval)
+            ids = self._dispatcher.live_ids
+            if not ids:
+                continue
+            try:
+                await self._repo.heartbeat(ids)
+            except Exception:
+                logger.error("job heartbeat failed", exc_info=True)
+
+    async def run_lost_reclaim(self) -> None:
+        interval = self._config.job_lost_interval.total_seconds() / 2
+        while True:
+            await anyio.sleep(interval)
+            try:
+                await self.reclaim_lost_once()
+            except Exception:
+                logger.error("job lost-job check failed", exc_info=True)
+
+    async def reclaim_lost_once(self) -> int:
+        with tel.TRACER.start_as_current_span(tel.SPAN_LOST) as span:
+            rows = await self._repo.reclaim_lost(
+                self._registry.job_types,
+                self._dispatcher.live_ids,
+                self._config.job_lost_interval,
+                self._clock.now(),
+            )
+            span.set_attribute("job.lost.count", len(rows))
+        for row in rows:
+            logger.error(
+                "lost job %s (%s): no heartbeat for %.1fs; it will run again as attempt %d",
+                row.id,
+                row.job_type,
+                row.stalled_secs,
+                row.attempt,
+                extra={"job_id": str(row.id), "job_type": row.job_type},
+            )
+        if rows:
+            self._on_reclaimed()
+        return len(rows)
+
+    async def run_stale_check(self) -> None:
+        interval = self._config.pending_jobs_check_interval.total_seconds()
+        grace = self._config.max_poll_wait.total_seconds()
+        while True:
+            await anyio.sleep(interval)
+            try:
+                counts = await self._repo.count_due_pending(
+                    self._registry.job_types, self._clock.now()
+                )
+            except Exception:
+                logger.warning("job stale-pending check failed", exc_info=True)
+                continue
+            for job_type, count, overdue in counts:
+                if overdue > grace:
+                    logger.warning(
+                        "stale pending jobs detected: %d %s job(s) due, oldest %.0fs overdue",
+                        count,
+                        job_type,
+                        overdue,
+                        extra={"job_type": job_type},
+                    )

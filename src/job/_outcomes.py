@@ -1,0 +1,110 @@
+"""Writes the outcomes of finished runs, many per statement.
+
+Runs that finish while a write is in flight are gathered into the next single statement
+(``apply_outcomes``): no timer, no added latency when idle, one round trip per batch under load.
+Every row stays fenced by its own claim token. A transient database failure is retried with
+backoff while the runs' ids stay live (so their heartbeats continue); anything else is logged
+and left to lost-job recovery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import anyio
+
+from job._repository import OutcomeWrite, Repository
+from job.clock import ClockHandle
+from job.errors import DatabaseError
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+
+
+@dataclass(slots=True)
+class _Pending:
+    write: OutcomeWrite
+    done: anyio.Event = field(default_factory=anyio.Event)
+    applied: bool = False
+
+
+class OutcomeWriter:
+    def __init__(
+        self,
+        repo: Repository,
+        clock: ClockHandle,
+        on_terminal: Callable[[list[UUID]], None],
+    ) -> None:
+        self._repo = repo
+        self._clock = clock
+        self._on_terminal = on_terminal
+        self._queue: list[_Pending] = []
+        self._wake = anyio.Event()
+        self._in_flight = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._closing = False
+
+    async def submit(self, write: OutcomeWrite) -> bool:
+        """Queue one outcome and wait until it is written. True if its fence held."""
+        pending = _Pending(write)
+        self._queue.append(pending)
+        if self._idle.is_set():
+            self._idle = anyio.Event()
+        self._wake.set()
+        await pending.done.wait()
+        return pending.applied
+
+    async def drain(self) -> None:
+        """Wait until every queued outcome has been written (or given up on)."""
+        self._closing = True
+        while self._queue or self._in_flight:
+            await self._idle.wait()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                self._in_flight = len(batch)
+                try:
+                    await self._write(batch)
+                finally:
+                    self._in_flight = 0
+                    for pending in batch:
+                        pending.done.set()
+            self._idle.set()
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        failures = 0
+        while True:
+            try:
+                applied = await self._repo.apply_outcomes(
+                    [p.write for p in batch], self._clock.now()
+                )
+            except DatabaseError as exc:
+                failures += 1
+                if not exc.is_retryable or (self._closing and failures > 3):
+                    logger.error(
+                        "job outcome write failed for %d job(s); lost-job recovery will"
+                        " run them again",
+                        len(batch),
+                        exc_info=True,
+                    )
+                    return
+                logger.warning("job outcome write failed (%s); retrying", exc)
+                await anyio.sleep(min(0.05 * 2**failures, 5.0))
+                continue
+            terminal = []
+            for pending in batch:
+                pending.applied = pending.write.id in applied
+                if pending.applied and pending.write.terminal:
+                    terminal.append(pending.write.id)
+            if terminal:
+                self._on_terminal(terminal)
+            return

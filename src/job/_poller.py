@@ -1,0 +1,148 @@
+"""The poll loop: claim due jobs of the registered types and start them.
+
+Claims only while fewer than ``min_jobs_per_process`` run, then fills up to
+``max_jobs_per_process`` in one statement. After a full claim it polls again at once; otherwise
+it sleeps (application clock) until the next due job, at most ``max_poll_wait``, and wakes early
+on a notification or when a local job finishes. Claimed jobs run in the poller's own task group;
+stopping the loop drains them for ``shutdown_timeout`` (wall clock), then cancels the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from job import _telemetry as tel
+from job._dispatcher import Dispatcher
+from job._registry import Registry
+from job._repository import Repository
+from job.clock import ClockHandle
+from job.config import JobPollerConfig
+
+logger = logging.getLogger("job.poller")
+
+
+class Poller:
+    def __init__(
+        self,
+        *,
+        repo: Repository,
+        registry: Registry,
+        dispatcher: Dispatcher,
+        clock: ClockHandle,
+        config: JobPollerConfig,
+        shutdown: anyio.Event,
+    ) -> None:
+        self._repo = repo
+        self._registry = registry
+        self._dispatcher = dispatcher
+        self._clock = clock
+        self._config = config
+        self._shutdown = shutdown
+        self._wake = anyio.Event()
+        self._stopping = False
+        self._cycles_started = 0
+        self._cycles_done = 0
+        self._cycle_done = anyio.Event()
+        self.stopped = anyio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def on_job_finished(self) -> None:
+        if self._dispatcher.running < self._config.min_jobs_per_process:
+            self._wake.set()
+
+    def request_stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def wait_for_poll(self) -> None:
+        """Wait until a poll cycle that starts after this call has finished."""
+        target = self._cycles_started + 1
+        self.wake()
+        while self._cycles_done < target and not self.stopped.is_set():
+            await self._cycle_done.wait()
+
+    async def run(self, *, task_status: TaskStatus[None]) -> None:
+        try:
+            async with anyio.create_task_group() as jobs:
+                task_status.started()
+                await self._loop(jobs)
+                # Graceful drain: tell runners, wait (wall clock), then cancel what is left.
+                self._shutdown.set()
+                with anyio.move_on_after(self._config.shutdown_timeout.total_seconds()):
+                    await self._dispatcher.wait_idle()
+                if self._dispatcher.running:
+                    logger.warning(
+                        "%d job(s) still running after the shutdown timeout; cancelling",
+                        self._dispatcher.running,
+                    )
+                jobs.cancel_scope.cancel()
+        finally:
+            self.stopped.set()
+            self._cycle_done.set()
+
+    async def _loop(self, jobs: TaskGroup) -> None:
+        failures = 0
+        while not self._stopping:
+            self._wake = anyio.Event()
+            self._cycles_started += 1
+            try:
+                delay = await self._poll_once(jobs)
+                failures = 0
+            except Exception:
+                failures += 1
+                delay = None
+                logger.error("job poll failed (%d in a row)", failures, exc_info=True)
+            self._cycles_done += 1
+            self._cycle_done.set()
+            self._cycle_done = anyio.Event()
+            if self._stopping:
+                return
+            if delay is None:  # database trouble: back off on the wall clock
+                with anyio.move_on_after(min(0.05 * 2**failures, 10.0)):
+                    await self._wake.wait()
+            elif delay > 0:
+                await self._sleep(delay)
+
+    async def _poll_once(self, jobs: TaskGroup) -> float:
+        """Claim and start jobs; return how long to sleep (application-clock seconds)."""
+        max_wait = self._config.max_poll_wait.total_seconds()
+        running = self._dispatcher.running
+        if running >= self._config.min_jobs_per_process:
+            return max_wait  # a finishing job wakes us when we drop below the mark
+        limit = self._config.max_jobs_per_process - running
+        job_types = self._registry.job_types
+        now = self._clock.now()
+        with tel.TRACER.start_as_current_span(
+            tel.SPAN_POLL, attributes={"job.poll.limit": limit}
+        ) as span:
+            rows = await self._repo.claim(job_types, limit, now)
+            span.set_attribute("job.poll.claimed", len(rows))
+        for row in rows:
+            self._dispatcher.admit(row)
+            jobs.start_soon(self._dispatcher.execute, row, name=f"job-{row.job_type}-{row.id}")
+        if len(rows) == limit:
+            return 0.0
+        next_due = await self._repo.next_due_at(job_types, now)
+        return self._seconds_until(next_due, max_wait)
+
+    def _seconds_until(self, when: datetime | None, max_wait: float) -> float:
+        if when is None:
+            return max_wait
+        return min(max((when - self._clock.now()).total_seconds(), 0.0), max_wait)
+
+    async def _sleep(self, seconds: float) -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def sleeper() -> None:
+                await self._clock.sleep(seconds)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(sleeper)
+            await self._wake.wait()
+            tg.cancel_scope.cancel()

@@ -1,0 +1,43 @@
+"""Typed bindings for the named SQL blocks in ``queries.sql``.
+
+Each ``-- name: foo`` block becomes the module constant ``FOO``. The text is loaded once, at
+import, through ``importlib.resources`` so the package works from a wheel or a zip.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from typing import LiteralString, cast
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+def _load() -> dict[str, LiteralString]:
+    text = resources.files("job").joinpath("queries.sql").read_text(encoding="utf-8")
+    parts = _NAME.split(text)
+    # parts = [preamble, name1, body1, name2, body2, ...]
+    blocks: dict[str, LiteralString] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        # SQL read from our own package file is trusted text, hence the LiteralString cast.
+        blocks[name] = cast(LiteralString, body.strip())
+    return blocks
+
+
+QUERIES = _load()
+
+INSERT_JOBS = QUERIES["insert_jobs"]
+INSERT_UNIQUE_JOB = QUERIES["insert_unique_job"]
+FIND_UNIQUE_HOLDER = QUERIES["find_unique_holder"]
+CLAIM_JOBS = QUERIES["claim_jobs"]
+NEXT_DUE_AT = QUERIES["next_due_at"]
+APPLY_OUTCOMES = QUERIES["apply_outcomes"]
+HEARTBEAT = QUERIES["heartbeat"]
+RECLAIM_LOST = QUERIES["reclaim_lost"]
+RELEASE_RUNNING = QUERIES["release_running"]
+LOAD_JOBS = QUERIES["load_jobs"]
+LIVE_JOB_IDS = QUERIES["live_job_ids"]
+EXISTING_JOB_IDS = QUERIES["existing_job_ids"]
+NOTIFY = QUERIES["notify"]
+NOTIFY_ONE = QUERIES["notify_one"]
+COUNT_DUE_PENDING = QUERIES["count_due_pending"]

@@ -1,0 +1,299 @@
+"""All database access of the service: one method per named query in ``queries.sql``.
+
+Driver errors are translated into ``job.errors`` here and nowhere else. Methods that take a
+``conn`` run on the caller's connection (and transaction); the others borrow one from the pool.
+Internal and unstable: the shape may change when another backend lands.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import psycopg.errors
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from job import _queries as q
+from job.entity import Job, JobEvent, JobState
+from job.errors import DatabaseError, DuplicateJobError
+
+NOTIFY_CHANNEL = "job_events"
+
+
+@asynccontextmanager
+async def translate_errors() -> AsyncIterator[None]:
+    """Turn psycopg errors into ``job.errors`` (with the original chained)."""
+    try:
+        yield
+    except psycopg.errors.UniqueViolation as exc:
+        raise DuplicateJobError(
+            f"a job with this id already exists ({exc.diag.message_detail or exc})"
+        ) from exc
+    except psycopg.Error as exc:
+        raise DatabaseError(
+            f"database error: {exc}".strip(), sqlstate=getattr(exc, "sqlstate", None)
+        ) from exc
+    except OSError as exc:  # the pool's connect may surface socket errors
+        raise DatabaseError(f"database unreachable: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    id: UUID
+    config_json: str
+    execute_at: datetime
+    tracing: dict[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRow:
+    id: UUID
+    job_type: str
+    attempt: int
+    execute_at: datetime
+    scheduled_at: datetime
+    claim_token: UUID
+    config: Any
+    tracing: dict[str, str] | None
+
+
+@dataclass(slots=True)
+class OutcomeWrite:
+    """The state change ending one run, fenced by the run's claim token."""
+
+    id: UUID
+    claim_token: UUID
+    terminal: bool
+    execute_at: datetime | None
+    attempt: int
+    events: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class LostRow:
+    id: UUID
+    job_type: str
+    attempt: int
+    stalled_secs: float
+
+
+class Repository:
+    def __init__(self, pool: AsyncConnectionPool[Any], instance_id: UUID) -> None:
+        self.pool = pool
+        self.instance_id = instance_id
+
+    @asynccontextmanager
+    async def _conn(
+        self, conn: AsyncConnection[Any] | None
+    ) -> AsyncIterator[AsyncConnection[Any]]:
+        async with translate_errors():
+            if conn is not None:
+                yield conn
+            else:
+                async with self.pool.connection() as pooled:
+                    yield pooled
+
+    # -- spawning ----------------------------------------------------------------------------
+
+    async def insert_jobs(
+        self,
+        job_type: str,
+        jobs: Sequence[NewJob],
+        now: datetime,
+        conn: AsyncConnection[Any] | None = None,
+    ) -> None:
+        params = {
+            "job_type": job_type,
+            "now": now,
+            "ids": [j.id for j in jobs],
+            "configs": [j.config_json for j in jobs],
+            "execute_ats": [j.execute_at for j in jobs],
+            "tracing": [json.dumps(j.tracing) if j.tracing else None for j in jobs],
+        }
+        async with self._conn(conn) as c:
+            await c.execute(q.INSERT_JOBS, params)
+
+    async def insert_unique_job(
+        self,
+        job_type: str,
+        unique_key: str,
+        job: NewJob,
+        now: datetime,
+        conn: AsyncConnection[Any],
+    ) -> bool:
+        """Insert unless the key is held; True if inserted."""
+        params = {
+            "job_type": job_type,
+            "unique_key": unique_key,
+            "id": job.id,
+            "config": job.config_json,
+            "execute_at": job.execute_at,
+            "tracing": json.dumps(job.tracing) if job.tracing else None,
+            "now": now,
+        }
+        async with self._conn(conn) as c:
+            cur = await c.execute(q.INSERT_UNIQUE_JOB, params)
+            return await cur.fetchone() is not None
+
+    async def find_unique_holder(
+        self, job_type: str, unique_key: str, conn: AsyncConnection[Any]
+    ) -> UUID | None:
+        async with self._conn(conn) as c:
+            cur = await c.execute(
+                q.FIND_UNIQUE_HOLDER, {"job_type": job_type, "unique_key": unique_key}
+            )
+            row = await cur.fetchone()
+            return None if row is None else UUID(str(row[0]))
+
+    async def notify(
+        self, payloads: Sequence[str], conn: AsyncConnection[Any] | None = None
+    ) -> None:
+        async with self._conn(conn) as c:
+            await c.execute(q.NOTIFY, {"channel": NOTIFY_CHANNEL, "payloads": list(payloads)})
+
+    # -- polling -----------------------------------------------------------------------------
+
+    async def claim(self, job_types: Sequence[str], limit: int, now: datetime) -> list[ClaimedRow]:
+        params = {
+            "job_types": list(job_types),
+            "limit": limit,
+            "now": now,
+            "instance_id": self.instance_id,
+        }
+        async with self._conn(None) as c:
+            cur = await c.execute(q.CLAIM_JOBS, params)
+            rows = await cur.fetchall()
+        return [ClaimedRow(*row) for row in rows]
+
+    async def next_due_at(self, job_types: Sequence[str], now: datetime) -> datetime | None:
+        async with self._conn(None) as c:
+            cur = await c.execute(q.NEXT_DUE_AT, {"job_types": list(job_types), "now": now})
+            row = await cur.fetchone()
+        return None if row is None else row[0]
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    async def apply_outcomes(
+        self,
+        writes: Sequence[OutcomeWrite],
+        now: datetime,
+        conn: AsyncConnection[Any] | None = None,
+    ) -> set[UUID]:
+        """Apply fenced outcome writes; returns the ids whose fence held."""
+        params = {
+            "now": now,
+            "ids": [w.id for w in writes],
+            "tokens": [w.claim_token for w in writes],
+            "terminal": [w.terminal for w in writes],
+            "execute_ats": [w.execute_at for w in writes],
+            "attempts": [w.attempt for w in writes],
+            "events": [json.dumps(w.events, default=str) for w in writes],
+        }
+        async with self._conn(conn) as c:
+            cur = await c.execute(q.APPLY_OUTCOMES, params)
+            return {UUID(str(r[0])) for r in await cur.fetchall()}
+
+    # -- liveness ----------------------------------------------------------------------------
+
+    async def heartbeat(self, ids: Iterable[UUID]) -> None:
+        params = {"ids": list(ids), "instance_id": self.instance_id}
+        async with self._conn(None) as c:
+            await c.execute(q.HEARTBEAT, params)
+
+    async def reclaim_lost(
+        self,
+        job_types: Sequence[str],
+        live_ids: Iterable[UUID],
+        lost_interval: timedelta,
+        now: datetime,
+    ) -> list[LostRow]:
+        params = {
+            "job_types": list(job_types),
+            "live_ids": list(live_ids),
+            "lost_interval": lost_interval,
+            "instance_id": self.instance_id,
+            "now": now,
+        }
+        async with self._conn(None) as c:
+            cur = await c.execute(q.RECLAIM_LOST, params)
+            return [LostRow(*r) for r in await cur.fetchall()]
+
+    async def release_running(self, now: datetime, reason: str) -> list[tuple[UUID, str]]:
+        params = {"instance_id": self.instance_id, "now": now, "reason": reason}
+        async with self._conn(None) as c:
+            cur = await c.execute(q.RELEASE_RUNNING, params)
+            return [(r[0], r[1]) for r in await cur.fetchall()]
+
+    async def count_due_pending(
+        self, job_types: Sequence[str], now: datetime
+    ) -> list[tuple[str, int, float]]:
+        async with self._conn(None) as c:
+            cur = await c.execute(q.COUNT_DUE_PENDING, {"job_types": list(job_types), "now": now})
+            return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def load_jobs(
+        self, ids: Sequence[UUID], conn: AsyncConnection[Any] | None = None
+    ) -> dict[UUID, Job[Any]]:
+        async with self._conn(conn) as c:
+            cur = await c.execute(q.LOAD_JOBS, {"ids": list(ids)})
+            rows = await cur.fetchall()
+        return {job.id: job for job in (_job_from_row(r) for r in rows)}
+
+    async def live_job_ids(self, ids: Sequence[UUID]) -> set[UUID]:
+        async with self._conn(None) as c:
+            cur = await c.execute(q.LIVE_JOB_IDS, {"ids": list(ids)})
+            return {r[0] for r in await cur.fetchall()}
+
+    async def existing_job_ids(self, ids: Sequence[UUID]) -> set[UUID]:
+        async with self._conn(None) as c:
+            cur = await c.execute(q.EXISTING_JOB_IDS, {"ids": list(ids)})
+            return {r[0] for r in await cur.fetchall()}
+
+
+def _job_from_row(row: Sequence[Any]) -> Job[Any]:
+    (
+        job_id,
+        job_type,
+        unique_key,
+        config,
+        created_at,
+        state,
+        attempt,
+        execute_at,
+        events,
+    ) = row
+    history = tuple(
+        JobEvent(
+            sequence=e["sequence"],
+            type=e["type"],
+            data=e["data"],
+            recorded_at=datetime.fromisoformat(e["recorded_at"]),
+        )
+        for e in events
+    )
+    if state is not None:
+        job_state = JobState(state)
+    elif history and history[-1].type == "job_completed":
+        job_state = JobState(history[-1].data.get("state", "completed"))
+    else:  # pragma: no cover - only reachable through manual tampering with the tables
+        job_state = JobState.ERRORED
+    return Job(
+        id=job_id,
+        job_type=job_type,
+        config=config,
+        state=job_state,
+        attempt=attempt,
+        execute_at=execute_at,
+        unique_key=unique_key,
+        created_at=created_at,
+        events=history,
+    )

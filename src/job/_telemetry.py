@@ -1,0 +1,46 @@
+"""OpenTelemetry for `job`: one tracer, span names, and trace-context carry-over.
+
+Only the OpenTelemetry *API* is used; with no SDK configured every call is a cheap no-op.
+The spawn span's context is stored with the job (W3C ``traceparent``) and becomes the parent of
+the execution span, so a trace follows a job from the request that spawned it to its run.
+Every span name and attribute is listed in docs/telemetry.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+TRACER = trace.get_tracer("job")
+
+SPAN_SPAWN = "job.spawn"
+SPAN_POLL = "job.poll"
+SPAN_EXECUTE = "job.execute"
+SPAN_COMPLETE = "job.complete"
+SPAN_FAIL = "job.fail"
+SPAN_RESCHEDULE = "job.reschedule"
+SPAN_LOST = "job.reclaim_lost"
+SPAN_SHUTDOWN = "job.shutdown"
+
+
+def current_trace_carrier() -> dict[str, str] | None:
+    """The active trace context as a JSON-able carrier, or None outside any span."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier or None
+
+
+def context_from_carrier(carrier: dict[str, Any] | None) -> context.Context | None:
+    if not carrier:
+        return None
+    return propagate.extract({str(k): str(v) for k, v in carrier.items()})
+
+
+def record_error(span: Span, exc: BaseException, *, level: str) -> None:
+    span.set_attribute("error", True)
+    span.set_attribute("error.level", level)
+    span.set_attribute("error.message", str(exc) or type(exc).__name__)
+    span.set_attribute("exception.type", type(exc).__qualname__)
+    span.set_status(Status(StatusCode.ERROR, str(exc) or type(exc).__name__))

@@ -1,0 +1,132 @@
+"""Configuration of the job service: ``JobSvcConfig`` and ``JobPollerConfig``.
+
+Both are frozen pydantic models, validated on construction with clear errors. Durations accept
+a ``timedelta`` or a number of seconds. ``JobSvcConfig`` also carries the two live resources the
+crate puts in its config, an existing pool and the clock; everything else is plain data.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Self
+
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from job.clock import ClockHandle
+
+__all__ = ["JobPollerConfig", "JobSvcConfig"]
+
+
+class JobPollerConfig(BaseModel):
+    """How a worker process polls for, runs and watches over jobs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_lost_interval: timedelta = Field(
+        default=timedelta(minutes=5),
+        gt=timedelta(0),
+        description=(
+            "A running job whose heartbeat (database wall clock) is older than this is lost:"
+            " its worker is presumed dead and the job runs again with attempt + 1."
+            " Heartbeats are sent every quarter of it; the lost-job check runs every half."
+        ),
+    )
+    max_jobs_per_process: int = Field(
+        default=50, ge=1, description="Most jobs one process runs at the same time."
+    )
+    min_jobs_per_process: int = Field(
+        default=30,
+        ge=1,
+        description=(
+            "Low-water mark: the poller claims new jobs only while fewer than this many run,"
+            " then fills up to max_jobs_per_process in one claim."
+        ),
+    )
+    shutdown_timeout: timedelta = Field(
+        default=timedelta(seconds=5),
+        ge=timedelta(0),
+        description=(
+            "Grace period (wall clock) for running jobs at shutdown; jobs still running after"
+            " it are cancelled and handed back to pending with their attempt unchanged."
+        ),
+    )
+    max_poll_wait: timedelta = Field(
+        default=timedelta(seconds=60),
+        gt=timedelta(0),
+        description=(
+            "Longest the poller sleeps (application clock) without a wake-up before polling"
+            " again; a backstop for lost notifications."
+        ),
+    )
+    completion_sweep_interval: timedelta = Field(
+        default=timedelta(seconds=1),
+        gt=timedelta(0),
+        description=(
+            "How often (wall clock) callers waiting for a job's completion check the database,"
+            " in case the completion happened in another process."
+        ),
+    )
+    pending_jobs_check_interval: timedelta = Field(
+        default=timedelta(minutes=5),
+        gt=timedelta(0),
+        description=(
+            "How often (wall clock) to warn about due jobs of registered types that no worker"
+            " has claimed."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Self:
+        if self.min_jobs_per_process > self.max_jobs_per_process:
+            raise ValueError(
+                f"min_jobs_per_process ({self.min_jobs_per_process}) must not exceed"
+                f" max_jobs_per_process ({self.max_jobs_per_process})"
+            )
+        return self
+
+
+class JobSvcConfig(BaseModel):
+    """How to start the job service: which database, whether to migrate it, how to poll."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    pg_con: str | None = Field(
+        default=None,
+        description="A libpq connection string or URI; the service builds and owns a pool.",
+    )
+    pool: AsyncConnectionPool[Any] | None = Field(
+        default=None,
+        description=(
+            "An existing psycopg_pool.AsyncConnectionPool to use instead of pg_con. The"
+            " caller owns it: the service opens it if needed but never closes it."
+        ),
+    )
+    max_connections: int = Field(
+        default=10, ge=2, description="Size of the pool built from pg_con."
+    )
+    exec_migrations: bool | None = Field(
+        default=None,
+        description=(
+            "Apply the library's pending migrations at init. Default: true with pg_con,"
+            " false with pool (an application that brings its pool usually migrates itself)."
+        ),
+    )
+    poller_config: JobPollerConfig = Field(default_factory=JobPollerConfig)
+    clock: ClockHandle = Field(
+        default_factory=ClockHandle.realtime,
+        description="The application clock (real, or manual in tests).",
+    )
+
+    @model_validator(mode="after")
+    def _one_connection_source(self) -> Self:
+        if (self.pg_con is None) == (self.pool is None):
+            raise ValueError("exactly one of pg_con or pool must be set")
+        return self
+
+    @property
+    def should_migrate(self) -> bool:
+        """The effective value of ``exec_migrations``."""
+        if self.exec_migrations is not None:
+            return self.exec_migrations
+        return self.pg_con is not None

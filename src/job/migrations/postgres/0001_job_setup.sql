@@ -1,0 +1,70 @@
+-- job 0001: the core schema.
+--
+-- Released migrations are never edited; a change is a new numbered file.
+--
+-- Three tables with three roles (see docs/architecture.md):
+--   jobs            one immutable row per job: identity, type, config.
+--   job_events      append-only history of each job; drives Job.state, last_error, retries.
+--   job_executions  the scheduler's small hot working set: a row exists only while a job is
+--                   live (pending or running) and is deleted when the job reaches a terminal state.
+
+CREATE TYPE job_execution_state AS ENUM ('pending', 'running');
+
+CREATE TABLE jobs (
+    id              UUID PRIMARY KEY,
+    job_type        TEXT NOT NULL,
+    unique_key      TEXT NULL,
+    config          JSONB NOT NULL,
+    tracing_context JSONB NULL,
+    created_at      TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE job_events (
+    job_id      UUID NOT NULL REFERENCES jobs (id),
+    sequence    INT NOT NULL,
+    event_type  TEXT NOT NULL,
+    event       JSONB NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (job_id, sequence)
+);
+
+CREATE TABLE job_executions (
+    id                 UUID PRIMARY KEY REFERENCES jobs (id),
+    job_type           TEXT NOT NULL,
+    unique_key         TEXT NULL,
+    state              job_execution_state NOT NULL DEFAULT 'pending',
+    -- attempt of the current (or next) run, 1-based.
+    attempt            INT NOT NULL DEFAULT 1,
+    -- when the current schedule becomes due, on the application clock. Kept while running:
+    -- the retry policy reads it as the end of the last backoff window.
+    execute_at         TIMESTAMPTZ NOT NULL,
+    -- when the current schedule was written, on the application clock (start of the window).
+    scheduled_at       TIMESTAMPTZ NOT NULL,
+    -- owner while running: the worker instance and a token unique to this one claim. Every
+    -- outcome write is fenced on claim_token, so a late write from a reclaimed run is a no-op.
+    poller_instance_id UUID NULL,
+    claim_token        UUID NULL,
+    -- wall-clock heartbeat (database clock) while running; never the application clock.
+    alive_at           TIMESTAMPTZ NULL,
+    -- sequence number of the last event appended for this job.
+    event_seq          INT NOT NULL
+) WITH (
+    fillfactor = 70,
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 50,
+    autovacuum_analyze_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0
+);
+
+-- The claim index: due pending rows of one type in (execute_at, id) order.
+CREATE INDEX idx_job_executions_claim
+    ON job_executions (job_type, execute_at, id) WHERE state = 'pending';
+
+-- Running rows are few; liveness (heartbeat, lost reclaim, shutdown hand-back) reads them here.
+CREATE INDEX idx_job_executions_running
+    ON job_executions (poller_instance_id, alive_at) WHERE state = 'running';
+
+-- spawn_unique: at most one LIVE execution per (job_type, unique_key). No state predicate on
+-- purpose: pending and running both hold the key; the row's deletion frees it.
+CREATE UNIQUE INDEX idx_job_executions_unique_key
+    ON job_executions (job_type, unique_key) WHERE unique_key IS NOT NULL;

@@ -1,0 +1,288 @@
+-- Every SQL statement `job` runs against PostgreSQL, in one reviewable place.
+--
+-- Blocks start with `-- name: <query_name>`; `job._queries` binds each block to a typed
+-- constant of the same name in upper case. Parameters use psycopg's %(name)s style.
+-- Times named `now` and `execute_at` come from the application clock (possibly manual);
+-- liveness (alive_at) uses the database's wall clock, clock_timestamp(), on purpose.
+
+-- name: insert_jobs
+-- Spawn many jobs of one type in one round trip: the immutable jobs rows, their live
+-- execution rows (pending) and the first two history events.
+WITH input AS (
+    SELECT *
+    FROM unnest(
+        %(ids)s::uuid[], %(configs)s::jsonb[], %(execute_ats)s::timestamptz[],
+        %(tracing)s::jsonb[]
+    ) AS t (id, config, execute_at, tracing_context)
+), new_jobs AS (
+    INSERT INTO jobs (id, job_type, config, tracing_context, created_at)
+    SELECT id, %(job_type)s::text, config, tracing_context, %(now)s::timestamptz FROM input
+), new_executions AS (
+    INSERT INTO job_executions (id, job_type, execute_at, scheduled_at, event_seq)
+    SELECT id, %(job_type)s::text, execute_at, %(now)s::timestamptz, 2 FROM input
+)
+INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
+SELECT id, 1, 'initialized', jsonb_build_object('job_type', %(job_type)s::text),
+       %(now)s::timestamptz
+FROM input
+UNION ALL
+SELECT id, 2, 'execution_scheduled',
+       jsonb_build_object('attempt', 1, 'scheduled_at', execute_at), %(now)s::timestamptz
+FROM input;
+
+-- name: insert_unique_job
+-- Spawn a job unless a live job of the same (job_type, unique_key) exists. The execution row
+-- is inserted first so that a conflict inserts nothing at all (no leaked jobs row); the
+-- foreign key to jobs is checked at the end of the statement. Returns no row on conflict.
+WITH new_execution AS (
+    INSERT INTO job_executions (id, job_type, unique_key, execute_at, scheduled_at, event_seq)
+    VALUES (
+        %(id)s::uuid, %(job_type)s::text, %(unique_key)s::text, %(execute_at)s::timestamptz,
+        %(now)s::timestamptz, 2
+    )
+    ON CONFLICT (job_type, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+    RETURNING id, execute_at
+), new_job AS (
+    INSERT INTO jobs (id, job_type, unique_key, config, tracing_context, created_at)
+    SELECT id, %(job_type)s::text, %(unique_key)s::text, %(config)s::jsonb,
+           %(tracing)s::jsonb, %(now)s::timestamptz
+    FROM new_execution
+), new_events AS (
+    INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
+    SELECT id, 1, 'initialized',
+           jsonb_build_object('job_type', %(job_type)s::text, 'unique_key', %(unique_key)s::text),
+           %(now)s::timestamptz
+    FROM new_execution
+    UNION ALL
+    SELECT id, 2, 'execution_scheduled',
+           jsonb_build_object('attempt', 1, 'scheduled_at', execute_at), %(now)s::timestamptz
+    FROM new_execution
+)
+SELECT id FROM new_execution;
+
+-- name: find_unique_holder
+SELECT id FROM job_executions
+WHERE job_type = %(job_type)s::text AND unique_key = %(unique_key)s::text;
+
+-- name: claim_jobs
+-- Claim up to `limit` due pending jobs of the registered types, oldest (execute_at, id) first.
+-- Each type is probed through the claim index; rows another worker holds are skipped, and the
+-- UPDATE re-checks state = 'pending' (a row may have changed between probe and lock).
+WITH candidates AS MATERIALIZED (
+    SELECT c.id, c.execute_at
+    FROM unnest(%(job_types)s::text[]) AS t (job_type)
+    CROSS JOIN LATERAL (
+        SELECT e.id, e.execute_at
+        FROM job_executions AS e
+        WHERE e.state = 'pending'
+          AND e.job_type = t.job_type
+          AND e.execute_at <= %(now)s::timestamptz
+        ORDER BY e.execute_at, e.id
+        LIMIT %(limit)s::int
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+), chosen AS MATERIALIZED (
+    SELECT id FROM candidates ORDER BY execute_at, id LIMIT %(limit)s::int
+)
+UPDATE job_executions AS e
+SET state = 'running',
+    poller_instance_id = %(instance_id)s::uuid,
+    claim_token = gen_random_uuid(),
+    alive_at = clock_timestamp()
+FROM chosen
+JOIN jobs AS j ON j.id = chosen.id
+WHERE e.id = chosen.id AND e.state = 'pending'
+RETURNING e.id, e.job_type, e.attempt, e.execute_at, e.scheduled_at, e.claim_token,
+          j.config, j.tracing_context;
+
+-- name: next_due_at
+-- The earliest future execute_at among pending jobs of the registered types.
+SELECT min(n.execute_at)
+FROM unnest(%(job_types)s::text[]) AS t (job_type)
+CROSS JOIN LATERAL (
+    SELECT e.execute_at
+    FROM job_executions AS e
+    WHERE e.state = 'pending' AND e.job_type = t.job_type AND e.execute_at > %(now)s::timestamptz
+    ORDER BY e.execute_at
+    LIMIT 1
+) AS n;
+
+-- name: apply_outcomes
+-- Write the outcomes of many finished runs in one statement. Each row is fenced by its
+-- claim_token: a run whose claim was reclaimed by another worker matches nothing, writes no
+-- event and is not returned. Terminal outcomes delete the execution row; the others put it
+-- back to pending at `execute_at` with `attempt`. `events` holds, per job, a JSON array of
+-- {"type": ..., "data": ...} appended after the job's last event sequence.
+WITH input AS (
+    SELECT *
+    FROM unnest(
+        %(ids)s::uuid[], %(tokens)s::uuid[], %(terminal)s::bool[],
+        %(execute_ats)s::timestamptz[], %(attempts)s::int[], %(events)s::jsonb[]
+    ) AS t (id, claim_token, terminal, execute_at, attempt, events)
+), finished AS (
+    DELETE FROM job_executions AS e
+    USING input AS i
+    WHERE i.terminal AND e.id = i.id AND e.claim_token = i.claim_token AND e.state = 'running'
+    RETURNING e.id, e.event_seq AS base_seq
+), rescheduled AS (
+    UPDATE job_executions AS e
+    SET state = 'pending',
+        execute_at = i.execute_at,
+        scheduled_at = %(now)s::timestamptz,
+        attempt = i.attempt,
+        poller_instance_id = NULL,
+        claim_token = NULL,
+        alive_at = NULL,
+        event_seq = e.event_seq + jsonb_array_length(i.events)
+    FROM input AS i
+    WHERE NOT i.terminal AND e.id = i.id AND e.claim_token = i.claim_token
+      AND e.state = 'running'
+    RETURNING e.id, e.event_seq - jsonb_array_length(i.events) AS base_seq
+), applied AS (
+    SELECT id, base_seq FROM finished
+    UNION ALL
+    SELECT id, base_seq FROM rescheduled
+), appended AS (
+    INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
+    SELECT a.id, a.base_seq + ev.ord::int, ev.item ->> 'type', ev.item -> 'data',
+           %(now)s::timestamptz
+    FROM applied AS a
+    JOIN input AS i ON i.id = a.id
+    CROSS JOIN LATERAL jsonb_array_elements(i.events) WITH ORDINALITY AS ev (item, ord)
+)
+SELECT id FROM applied;
+
+-- name: heartbeat
+-- Refresh alive_at (database wall clock) for the runs this worker still has in memory.
+-- Rows locked by someone else are skipped rather than waited for; the next tick gets them.
+WITH mine AS MATERIALIZED (
+    SELECT id FROM job_executions
+    WHERE id = ANY(%(ids)s::uuid[])
+      AND poller_instance_id = %(instance_id)s::uuid
+      AND state = 'running'
+    ORDER BY id
+    FOR NO KEY UPDATE SKIP LOCKED
+)
+UPDATE job_executions AS e
+SET alive_at = clock_timestamp()
+FROM mine
+WHERE e.id = mine.id;
+
+-- name: reclaim_lost
+-- Hand running rows whose heartbeat is older than the lost interval back to pending, due now,
+-- with attempt + 1. This worker's own rows are reclaimed too unless it still runs them (a row
+-- whose terminal write was lost must not stay running forever). Writes an execution_lost
+-- event naming the worker that lost it, then the new schedule.
+WITH lost AS MATERIALIZED (
+    SELECT id, poller_instance_id, alive_at
+    FROM job_executions
+    WHERE state = 'running'
+      AND alive_at < clock_timestamp() - %(lost_interval)s::interval
+      AND job_type = ANY(%(job_types)s::text[])
+      AND NOT (poller_instance_id = %(instance_id)s::uuid AND id = ANY(%(live_ids)s::uuid[]))
+    ORDER BY id
+    FOR NO KEY UPDATE SKIP LOCKED
+), reclaimed AS (
+    UPDATE job_executions AS e
+    SET state = 'pending',
+        execute_at = %(now)s::timestamptz,
+        scheduled_at = %(now)s::timestamptz,
+        attempt = e.attempt + 1,
+        poller_instance_id = NULL,
+        claim_token = NULL,
+        alive_at = NULL,
+        event_seq = e.event_seq + 2
+    FROM lost
+    WHERE e.id = lost.id AND e.state = 'running'
+    RETURNING e.id, e.job_type, e.attempt, e.event_seq - 2 AS base_seq,
+              lost.poller_instance_id AS lost_by,
+              extract(epoch FROM clock_timestamp() - lost.alive_at)::float8 AS stalled_secs
+), appended AS (
+    INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
+    SELECT id, base_seq + 1, 'execution_lost',
+           jsonb_build_object('attempt', attempt - 1, 'poller_instance_id', lost_by,
+                              'stalled_secs', stalled_secs),
+           %(now)s::timestamptz
+    FROM reclaimed
+    UNION ALL
+    SELECT id, base_seq + 2, 'execution_scheduled',
+           jsonb_build_object('attempt', attempt, 'scheduled_at', %(now)s::timestamptz),
+           %(now)s::timestamptz
+    FROM reclaimed
+)
+SELECT id, job_type, attempt, stalled_secs FROM reclaimed;
+
+-- name: release_running
+-- Shutdown: hand every row this worker still owns back to pending, due now, attempt
+-- unchanged, with an execution_aborted event.
+WITH mine AS MATERIALIZED (
+    SELECT id FROM job_executions
+    WHERE poller_instance_id = %(instance_id)s::uuid AND state = 'running'
+    ORDER BY id
+    FOR NO KEY UPDATE
+), released AS (
+    UPDATE job_executions AS e
+    SET state = 'pending',
+        execute_at = %(now)s::timestamptz,
+        scheduled_at = %(now)s::timestamptz,
+        poller_instance_id = NULL,
+        claim_token = NULL,
+        alive_at = NULL,
+        event_seq = e.event_seq + 2
+    FROM mine
+    WHERE e.id = mine.id
+    RETURNING e.id, e.job_type, e.attempt, e.event_seq - 2 AS base_seq
+), appended AS (
+    INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
+    SELECT id, base_seq + 1, 'execution_aborted',
+           jsonb_build_object('attempt', attempt, 'reason', %(reason)s::text),
+           %(now)s::timestamptz
+    FROM released
+    UNION ALL
+    SELECT id, base_seq + 2, 'execution_scheduled',
+           jsonb_build_object('attempt', attempt, 'scheduled_at', %(now)s::timestamptz),
+           %(now)s::timestamptz
+    FROM released
+)
+SELECT id, job_type FROM released;
+
+-- name: load_jobs
+-- Jobs by id with their live execution row (if any) and their whole event history.
+SELECT j.id, j.job_type, j.unique_key, j.config, j.created_at,
+       e.state, e.attempt, e.execute_at,
+       COALESCE(
+           (SELECT jsonb_agg(
+                       jsonb_build_object(
+                           'sequence', ev.sequence, 'type', ev.event_type,
+                           'data', ev.event, 'recorded_at', ev.recorded_at
+                       ) ORDER BY ev.sequence)
+            FROM job_events AS ev
+            WHERE ev.job_id = j.id),
+           '[]'::jsonb
+       ) AS events
+FROM jobs AS j
+LEFT JOIN job_executions AS e ON e.id = j.id
+WHERE j.id = ANY(%(ids)s::uuid[]);
+
+-- name: live_job_ids
+-- Which of these jobs are still live (pending or running); the rest are terminal or unknown.
+SELECT id FROM job_executions WHERE id = ANY(%(ids)s::uuid[]);
+
+-- name: existing_job_ids
+SELECT id FROM jobs WHERE id = ANY(%(ids)s::uuid[]);
+
+-- name: notify
+-- Publish many notifications in one statement, outside any business transaction.
+SELECT pg_notify(%(channel)s::text, payload)
+FROM unnest(%(payloads)s::text[]) AS payload;
+
+-- name: notify_one
+SELECT pg_notify(%(channel)s::text, %(payload)s::text);
+
+-- name: count_due_pending
+-- Due but unclaimed jobs per registered type, for the stale-pending report.
+SELECT job_type, count(*) AS n, extract(epoch FROM %(now)s::timestamptz - min(execute_at))::float8
+FROM job_executions
+WHERE state = 'pending' AND job_type = ANY(%(job_types)s::text[])
+  AND execute_at <= %(now)s::timestamptz
+GROUP BY job_type;

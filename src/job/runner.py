@@ -1,0 +1,81 @@
+"""What users implement: a ``JobInitializer`` per job type, and the ``JobRunner`` it builds.
+
+::
+
+    class SendEmail(BaseModel):
+        to: str
+
+    class SendEmailRunner(JobRunner[SendEmail]):
+        async def run(self, current_job: CurrentJob[SendEmail]) -> JobCompletion:
+            await deliver(current_job.config.to)
+            return Complete()
+
+    class SendEmailInitializer(JobInitializer[SendEmail]):
+        job_type = "send_email"
+
+        def init(self, config: SendEmail) -> JobRunner[SendEmail]:
+            return SendEmailRunner()
+
+The config type is read from the generic base (``JobInitializer[SendEmail]``); set the class
+attribute ``config_type`` when a subclass is itself generic.
+"""
+
+from __future__ import annotations
+
+import typing
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from job.retry import RetrySettings
+
+if TYPE_CHECKING:
+    from job.current import CurrentJob
+    from job.outcome import JobCompletion
+
+__all__ = ["JobInitializer", "JobRunner"]
+
+C = TypeVar("C", bound=BaseModel)
+
+
+class JobRunner(ABC, Generic[C]):
+    """Runs one execution of a job. Built afresh by the initializer for every run."""
+
+    @abstractmethod
+    async def run(self, current_job: CurrentJob[C]) -> JobCompletion:
+        """Do the work and say what happens next.
+
+        Raising anything (other than the service's own cancellation at shutdown) fails this
+        attempt; the initializer's retry settings decide whether and when it runs again.
+        """
+
+
+class JobInitializer(ABC, Generic[C]):
+    """Registers a job type: its name, its config model, its retry policy and its runner."""
+
+    #: The job type's name, unique per database. Stored with every job of this type.
+    job_type: ClassVar[str]
+    #: The pydantic model of this type's config; inferred from ``JobInitializer[Config]``.
+    config_type: ClassVar[type[BaseModel]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "config_type" in cls.__dict__:
+            return
+        for base in getattr(cls, "__orig_bases__", ()):
+            if typing.get_origin(base) is JobInitializer:
+                (arg,) = typing.get_args(base)
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    cls.config_type = arg
+
+    def retry_settings(self) -> RetrySettings:
+        """The retry policy for failed runs of this type (default: ``RetrySettings()``)."""
+        return RetrySettings()
+
+    @abstractmethod
+    def init(self, config: C) -> JobRunner[C]:
+        """Build the runner for one execution of a job with this (validated) config.
+
+        An exception here fails the attempt, like an exception from ``run``.
+        """

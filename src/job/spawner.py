@@ -1,0 +1,246 @@
+"""``JobSpawner[Config]``: creates jobs of one type, typed by its config model.
+
+Returned by :meth:`Jobs.add_initializer`. Every method takes an optional ``conn``: pass your
+own psycopg connection (inside your transaction) and the job exists only if you commit; the
+wake-up notification then rides in your transaction too. Without ``conn`` the spawner commits
+on its own and publishes the notification after the commit, so a notification failure can
+never turn a committed spawn into an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from uuid import UUID
+
+import pydantic
+from opentelemetry.trace import SpanKind
+from psycopg import AsyncConnection
+from pydantic_core import PydanticSerializationError
+
+from job import _telemetry as tel
+from job._notify import ready_payload
+from job._repository import NewJob
+from job.entity import Job, JobEvent, JobState, new_job_id
+from job.errors import DatabaseError, JobConfigError, JobError
+
+if TYPE_CHECKING:
+    from job.service import Jobs
+
+__all__ = ["JobSpawner", "JobSpec", "UniqueSpawn"]
+
+C = TypeVar("C", bound=pydantic.BaseModel)
+
+_UNIQUE_RETRIES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec(Generic[C]):
+    """One job for :meth:`JobSpawner.spawn_many`: a config and optional id and due time."""
+
+    config: C
+    id: UUID | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UniqueSpawn(Generic[C]):
+    """The result of :meth:`JobSpawner.spawn_unique`."""
+
+    #: The live job holding the key: the new one if ``created``, else the existing one.
+    job: Job[C]
+    created: bool
+
+
+class JobSpawner(Generic[C]):
+    """Spawns jobs of one registered type."""
+
+    def __init__(self, jobs: Jobs, job_type: str, config_type: type[C]) -> None:
+        self._jobs = jobs
+        self._job_type = job_type
+        self._config_type = config_type
+
+    @property
+    def job_type(self) -> str:
+        return self._job_type
+
+    @property
+    def config_type(self) -> type[C]:
+        return self._config_type
+
+    async def spawn(
+        self,
+        config: C,
+        *,
+        id: UUID | None = None,
+        at: datetime | None = None,
+        delay: timedelta | None = None,
+        conn: AsyncConnection[Any] | None = None,
+    ) -> Job[C]:
+        """Create one job, due now, at ``at``, or ``delay`` from now (service clock).
+
+        Raises DuplicateJobError if ``id`` is taken, JobConfigError if the config cannot be
+        serialized (nothing is written then).
+        """
+        if at is not None and delay is not None:
+            raise ValueError("pass at most one of `at` and `delay`")
+        if delay is not None:
+            at = self._jobs.clock.now() + delay
+        (job,) = await self.spawn_many([JobSpec(config, id=id, at=at)], conn=conn)
+        return job
+
+    async def spawn_many(
+        self,
+        specs: Iterable[C | JobSpec[C]],
+        *,
+        conn: AsyncConnection[Any] | None = None,
+    ) -> list[Job[C]]:
+        """Create many jobs in one statement: all or none (a duplicate id fails them all)."""
+        now = self._jobs.clock.now()
+        items = [s if isinstance(s, JobSpec) else JobSpec(s) for s in specs]
+        if not items:
+            return []
+        repo = self._jobs._repository()
+        with tel.TRACER.start_as_current_span(
+            tel.SPAN_SPAWN,
+            kind=SpanKind.PRODUCER,
+            attributes={"job.type": self._job_type, "job.count": len(items)},
+        ):
+            carrier = tel.current_trace_carrier()
+            new = [self._new_job(item, now, carrier) for item in items]
+            await repo.insert_jobs(self._job_type, new, now, conn=conn)
+            await self._announce(conn)
+        return [
+            self._snapshot(item.config, n, now, None) for item, n in zip(items, new, strict=True)
+        ]
+
+    async def spawn_unique(
+        self,
+        config: C,
+        *,
+        key: str = "",
+        at: datetime | None = None,
+        conn: AsyncConnection[Any] | None = None,
+    ) -> UniqueSpawn[C]:
+        """Create a job unless a live (pending or running) job of this type holds ``key``.
+
+        With the default key this makes the type a singleton. Returns the holder when one
+        exists (its config is kept; ``config`` is discarded). Once the holder completes or
+        errors, the key is free again. Safe under concurrency: of many simultaneous callers in
+        any number of processes, exactly one creates the job.
+        """
+        now = self._jobs.clock.now()
+        repo = self._jobs._repository()
+        item = JobSpec(config, at=at)
+        with tel.TRACER.start_as_current_span(
+            tel.SPAN_SPAWN,
+            kind=SpanKind.PRODUCER,
+            attributes={"job.type": self._job_type, "job.unique_key": key},
+        ):
+            new = self._new_job(item, now, tel.current_trace_carrier())
+            result: UniqueSpawn[C] | None = None
+            async with self._jobs._connection(conn) as c:
+                for _ in range(_UNIQUE_RETRIES):
+                    if await repo.insert_unique_job(self._job_type, key, new, now, conn=c):
+                        result = UniqueSpawn(self._snapshot(config, new, now, key), True)
+                        if conn is not None:
+                            await self._announce(conn)
+                        break
+                    holder = await repo.find_unique_holder(self._job_type, key, conn=c)
+                    if holder is not None:
+                        result = UniqueSpawn(await self._load(holder, conn=c), False)
+                        break
+                    # The holder finished between our two statements: try again.
+            # Our own transaction has committed here; now wake the pollers.
+            if result is not None and result.created and conn is None:
+                await self._announce(None)
+        if result is None:
+            raise DatabaseError(
+                f"spawn_unique({self._job_type!r}, key={key!r}) kept racing with completions"
+            )
+        return result
+
+    async def find(self, job_id: UUID) -> Job[C]:
+        """Load a job of this type, its config validated as this spawner's config model."""
+        return await self._load(job_id)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _load(self, job_id: UUID, conn: AsyncConnection[Any] | None = None) -> Job[C]:
+        raw = await self._jobs.find(job_id, conn=conn)
+        if raw.job_type != self._job_type:
+            raise JobError(f"job {job_id} is of type {raw.job_type!r}, not {self._job_type!r}")
+        try:
+            config = self._config_type.model_validate(raw.config)
+        except pydantic.ValidationError as exc:
+            raise JobConfigError(
+                f"stored config of job {job_id} no longer validates as"
+                f" {self._config_type.__name__}: {exc}"
+            ) from exc
+        return Job(
+            id=raw.id,
+            job_type=raw.job_type,
+            config=config,
+            state=raw.state,
+            attempt=raw.attempt,
+            execute_at=raw.execute_at,
+            unique_key=raw.unique_key,
+            created_at=raw.created_at,
+            events=raw.events,
+        )
+
+    def _new_job(self, item: JobSpec[C], now: datetime, carrier: dict[str, str] | None) -> NewJob:
+        if not isinstance(item.config, self._config_type):
+            raise JobConfigError(
+                f"{self._job_type!r} jobs take {self._config_type.__name__} configs,"
+                f" got {type(item.config).__name__}"
+            )
+        if item.at is not None and item.at.tzinfo is None:
+            raise ValueError("`at` must be a timezone-aware datetime")
+        try:
+            config_json = item.config.model_dump_json()
+        except (PydanticSerializationError, ValueError, TypeError) as exc:
+            raise JobConfigError(
+                f"config for {self._job_type!r} cannot be serialized: {exc}"
+            ) from exc
+        return NewJob(
+            id=item.id if item.id is not None else new_job_id(),
+            config_json=config_json,
+            execute_at=item.at if item.at is not None else now,
+            tracing=carrier,
+        )
+
+    async def _announce(self, caller_conn: AsyncConnection[Any] | None) -> None:
+        """Tell pollers a job of this type exists. Inside the caller's transaction when there
+        is one (delivered only on commit); otherwise after our own commit, in the background."""
+        payload = ready_payload(self._job_type)
+        if caller_conn is not None:
+            await self._jobs._repository().notify([payload], conn=caller_conn)
+        else:
+            self._jobs._announce_ready(self._job_type, payload)
+
+    def _snapshot(self, config: C, new: NewJob, now: datetime, unique_key: str | None) -> Job[C]:
+        initialized: dict[str, Any] = {"job_type": self._job_type}
+        if unique_key is not None:
+            initialized["unique_key"] = unique_key
+        return Job(
+            id=new.id,
+            job_type=self._job_type,
+            config=config,
+            state=JobState.PENDING,
+            attempt=1,
+            execute_at=new.execute_at,
+            unique_key=unique_key,
+            created_at=now,
+            events=(
+                JobEvent(1, "initialized", initialized, now),
+                JobEvent(
+                    2,
+                    "execution_scheduled",
+                    {"attempt": 1, "scheduled_at": new.execute_at.isoformat()},
+                    now,
+                ),
+            ),
+        )

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["tests.fixtures.db", "tests.fixtures.service"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    # psycopg's async API runs on asyncio only.
+    return "asyncio"

@@ -1,0 +1,52 @@
+"""Small building blocks for tests: configs, initializers built from plain functions."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from job import CurrentJob, JobCompletion, JobInitializer, JobRunner, RetrySettings
+
+
+class Cfg(BaseModel):
+    n: int = 0
+    note: str = ""
+
+
+RunFn = Callable[[CurrentJob[Any]], Awaitable[JobCompletion]]
+
+
+class FnRunner(JobRunner[Any]):
+    def __init__(self, fn: RunFn) -> None:
+        self.fn = fn
+
+    async def run(self, current_job: CurrentJob[Any]) -> JobCompletion:
+        return await self.fn(current_job)
+
+
+class FnInitializer(JobInitializer[Any]):
+    """An initializer whose runner calls ``fn``; job_type and config type per instance."""
+
+    config_type = Cfg
+    job_type = "unset"
+
+    def __init__(
+        self,
+        job_type: str,
+        fn: RunFn,
+        *,
+        retry: RetrySettings | None = None,
+        config_type: type[BaseModel] = Cfg,
+    ) -> None:
+        self.job_type = job_type  # type: ignore[misc]
+        self.config_type = config_type  # type: ignore[misc]
+        self.fn = fn
+        self.retry = retry or RetrySettings()
+
+    def retry_settings(self) -> RetrySettings:
+        return self.retry
+
+    def init(self, config: Any) -> JobRunner[Any]:
+        return FnRunner(self.fn)
