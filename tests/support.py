@@ -40,8 +40,8 @@ class FnInitializer(JobInitializer[Any]):
         retry: RetrySettings | None = None,
         config_type: type[BaseModel] = Cfg,
     ) -> None:
-        self.job_type = job_type  # type: ignore[misc]
-        self.config_type = config_type  # type: ignore[misc]
+        self.job_type = job_type  # type: ignore[misc,assignment]
+        self.config_type = config_type  # type: ignore[misc,assignment]
         self.fn = fn
         self.retry = retry or RetrySettings()
 

@@ -92,32 +92,36 @@ class Poller:
             self._wake = anyio.Event()
             self._cycles_started += 1
             try:
-                delay = await self._poll_once(jobs)
+                wake_at = await self._poll_once(jobs)
                 failures = 0
             except Exception:
                 failures += 1
-                delay = None
+                wake_at = None
                 logger.error("job poll failed (%d in a row)", failures, exc_info=True)
             self._cycles_done += 1
             self._cycle_done.set()
             self._cycle_done = anyio.Event()
             if self._stopping:
                 return
-            if delay is None:  # database trouble: back off on the wall clock
+            if wake_at is None:  # database trouble: back off on the wall clock
                 with anyio.move_on_after(min(0.05 * 2**failures, 10.0)):
                     await self._wake.wait()
-            elif delay > 0:
-                await self._sleep(delay)
+            elif wake_at > self._clock.now():
+                await self._sleep_until(wake_at)
 
-    async def _poll_once(self, jobs: TaskGroup) -> float:
-        """Claim and start jobs; return how long to sleep (application-clock seconds)."""
-        max_wait = self._config.max_poll_wait.total_seconds()
+    async def _poll_once(self, jobs: TaskGroup) -> datetime:
+        """Claim and start jobs; return when to poll next (application clock).
+
+        The answer is an absolute time computed from the clock reading taken before the
+        claim, so a manual clock moved while we were querying cannot make us oversleep.
+        """
+        now = self._clock.now()
+        max_wait_at = now + self._config.max_poll_wait
         running = self._dispatcher.running
         if running >= self._config.min_jobs_per_process:
-            return max_wait  # a finishing job wakes us when we drop below the mark
+            return max_wait_at  # a finishing job wakes us when we drop below the mark
         limit = self._config.max_jobs_per_process - running
         job_types = self._registry.job_types
-        now = self._clock.now()
         with tel.TRACER.start_as_current_span(
             tel.SPAN_POLL, attributes={"job.poll.limit": limit}
         ) as span:
@@ -127,20 +131,15 @@ class Poller:
             self._dispatcher.admit(row)
             jobs.start_soon(self._dispatcher.execute, row, name=f"job-{row.job_type}-{row.id}")
         if len(rows) == limit:
-            return 0.0
+            return now
         next_due = await self._repo.next_due_at(job_types, now)
-        return self._seconds_until(next_due, max_wait)
+        return max_wait_at if next_due is None else min(next_due, max_wait_at)
 
-    def _seconds_until(self, when: datetime | None, max_wait: float) -> float:
-        if when is None:
-            return max_wait
-        return min(max((when - self._clock.now()).total_seconds(), 0.0), max_wait)
-
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep_until(self, deadline: datetime) -> None:
         async with anyio.create_task_group() as tg:
 
             async def sleeper() -> None:
-                await self._clock.sleep(seconds)
+                await self._clock.sleep_until(deadline)
                 tg.cancel_scope.cancel()
 
             tg.start_soon(sleeper)

@@ -32,6 +32,12 @@ def _truncate_ms(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
+def _ceil_ms(value: datetime) -> datetime:
+    """Round up to the millisecond, so a manual sleep never ends before its deadline."""
+    truncated = _truncate_ms(value)
+    return truncated if truncated == value else truncated + timedelta(milliseconds=1)
+
+
 @dataclass(order=True)
 class _Sleeper:
     deadline: datetime
@@ -107,6 +113,9 @@ class ClockHandle:
             remaining = (deadline - datetime.now(UTC)).total_seconds()
             await anyio.sleep(max(remaining, 0.0))
             return
+        if deadline.tzinfo is None:
+            raise ValueError("sleep_until deadline must be timezone-aware")
+        deadline = _ceil_ms(deadline.astimezone(UTC))
         if deadline <= state.now:
             await anyio.lowlevel.checkpoint()
             return
