@@ -73,6 +73,7 @@ class Jobs:
         self._poller: Poller | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._maintenance: Maintenance | None = None
+        self._dispatcher: Dispatcher | None = None
         self._tg: TaskGroup | None = None
         # anyio primitives need a running event loop; created in open().
         self._close: anyio.Event | None = None
@@ -231,6 +232,7 @@ class Jobs:
             on_reclaimed=poller.wake,
         )
         self._poller = poller
+        self._dispatcher = dispatcher
         self._maintenance = maintenance
         await tg.start(self._notifier.run_listener, name="job-listener")
         await tg.start(poller.run, name="job-poller")
@@ -319,6 +321,11 @@ class Jobs:
     def instance_id(self) -> UUID:
         """This service instance's id: the owner recorded on the jobs it runs."""
         return self._instance_id
+
+    @property
+    def running_count(self) -> int:
+        """How many job runs are in progress in this process right now."""
+        return self._dispatcher.running if self._dispatcher is not None else 0
 
     @property
     def pool(self) -> AsyncConnectionPool[Any]:

@@ -1,0 +1,174 @@
+"""Bad input never strands a job: every failure is recorded and the poller keeps going."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import psycopg
+import pytest
+from pydantic import BaseModel
+
+from job import (
+    Complete,
+    ConfigError,
+    DatabaseError,
+    JobPollerConfig,
+    Jobs,
+    JobState,
+    JobSvcConfig,
+    RegistryClosedError,
+    RetrySettings,
+)
+from tests.support import Cfg, FnInitializer
+
+pytestmark = pytest.mark.anyio
+
+ONCE = RetrySettings(n_attempts=1)
+
+
+async def complete(current):
+    return Complete()
+
+
+async def run_and_get(jobs, spawner, config=None):
+    job = await spawner.spawn(config or Cfg())
+    return await jobs.await_completion(job.id, timeout=10)
+
+
+class Panic(BaseException):
+    """Not an Exception: the closest Python has to a Rust panic."""
+
+
+@pytest.mark.parametrize(
+    ("raise_", "error", "level"),
+    [
+        (ValueError("bad value"), "ValueError: bad value", "WARN"),
+        (Panic("really bad"), "Panic: really bad", "ERROR"),
+        (KeyboardInterrupt(), "KeyboardInterrupt", "ERROR"),
+        (asyncio.CancelledError(), "CancelledError", "ERROR"),
+    ],
+)
+async def test_runner_raising_anything_fails_the_attempt(make_jobs, raise_, error, level):
+    """Exceptions, BaseExceptions and a CancelledError the runner raises by itself all end in
+    the failure path with the error recorded; the poller survives and runs the next job."""
+
+    async def run(current):
+        raise raise_
+
+    jobs = await make_jobs()
+    bad = jobs.add_initializer(
+        FnInitializer("raises", run, retry=RetrySettings(n_attempts=1, n_warn_attempts=None))
+    )
+    good = jobs.add_initializer(FnInitializer("fine", complete))
+    await jobs.start_poll()
+    done = await run_and_get(jobs, bad)
+    assert done.state is JobState.ERRORED
+    assert done.last_error == error
+    errored = next(e for e in done.events if e.type == "execution_errored")
+    assert errored.data["level"] in (level, "ERROR")
+    assert (await run_and_get(jobs, good)).state is JobState.COMPLETED
+
+
+async def test_runner_returning_a_non_outcome_is_a_failure(make_jobs):
+    async def run(current):
+        return "done"
+
+    jobs = await make_jobs()
+    spawner = jobs.add_initializer(FnInitializer("notoutcome", run, retry=ONCE))
+    await jobs.start_poll()
+    done = await run_and_get(jobs, spawner)
+    assert done.state is JobState.ERRORED
+    assert "not an outcome" in (done.last_error or "")
+
+
+async def test_initializer_that_raises_is_a_failed_attempt(make_jobs):
+    class Exploding(FnInitializer):
+        def init(self, config):
+            raise RuntimeError("cannot build runner")
+
+    jobs = await make_jobs()
+    spawner = jobs.add_initializer(Exploding("initfails", complete, retry=ONCE))
+    await jobs.start_poll()
+    done = await run_and_get(jobs, spawner)
+    assert done.state is JobState.ERRORED
+    assert done.last_error == "RuntimeError: cannot build runner"
+
+
+async def test_stored_config_that_no_longer_validates_is_recorded_and_retried(make_jobs, db_dsn):
+    """A config written by an older version of the code that fails validation today is a
+    failed attempt with the validation error, following the retry policy; it is not lost and
+    does not stall other jobs."""
+
+    class V2(BaseModel):
+        n: int
+        required_in_v2: str
+
+    jobs = await make_jobs()
+    spawner = jobs.add_initializer(
+        FnInitializer(
+            "evolving",
+            complete,
+            config_type=V2,
+            retry=RetrySettings(n_attempts=2, min_backoff=timedelta(milliseconds=10)),
+        )
+    )
+    other = jobs.add_initializer(FnInitializer("bystander", complete))
+    async with await psycopg.AsyncConnection.connect(db_dsn) as conn:
+        # Forge a v1 job: its stored config lacks the field v2 requires.
+        v1 = await spawner.spawn(V2(n=1, required_in_v2="x"))
+        await conn.execute("UPDATE jobs SET config = '{\"n\": 1}'::jsonb WHERE id = %s", (v1.id,))
+        await conn.commit()
+    await jobs.start_poll()
+    done = await jobs.await_completion(v1.id, timeout=10)
+    assert done.state is JobState.ERRORED
+    assert "required_in_v2" in (done.last_error or "")
+    assert [e.data["attempt"] for e in done.events if e.type == "execution_errored"] == [1, 2]
+    assert (await run_and_get(jobs, other)).state is JobState.COMPLETED
+
+
+async def test_unregistered_job_type_is_left_alone(make_jobs):
+    """Rows of a type this process does not register are never claimed: they stay pending
+    for a process that does register them."""
+    jobs = await make_jobs()
+    spawner_only = await make_jobs()
+    foreign = spawner_only.add_initializer(FnInitializer("foreign", complete))
+    mine = jobs.add_initializer(FnInitializer("mine", complete))
+    await jobs.start_poll()
+    orphan = await foreign.spawn(Cfg())
+    assert (await run_and_get(jobs, mine)).state is JobState.COMPLETED
+    await jobs.wait_for_poll()
+    assert (await jobs.find(orphan.id)).state is JobState.PENDING
+
+
+async def test_invalid_dsn_is_a_clear_error_at_init():
+    started = time.monotonic()
+    with pytest.raises(DatabaseError, match="cannot connect to PostgreSQL"):
+        await Jobs.init(JobSvcConfig(pg_con="postgresql://nobody@127.0.0.1:1/nothing"))
+    assert time.monotonic() - started < 10
+    with pytest.raises(DatabaseError, match="cannot connect"):
+        await Jobs.init(JobSvcConfig(pg_con="this is not a dsn"))
+
+
+def test_config_validation_errors_are_clear():
+    with pytest.raises(ValueError, match="exactly one of pg_con or pool"):
+        JobSvcConfig()
+    with pytest.raises(ValueError, match="must not exceed"):
+        JobPollerConfig(min_jobs_per_process=10, max_jobs_per_process=5)
+    with pytest.raises(ValueError, match="greater than 0"):
+        JobPollerConfig(job_lost_interval=0)
+    assert JobPollerConfig(job_lost_interval=30).job_lost_interval == timedelta(seconds=30)
+    assert JobSvcConfig(pg_con="x").should_migrate is True
+
+
+async def test_registration_errors(make_jobs):
+    jobs = await make_jobs()
+    jobs.add_initializer(FnInitializer("twice", complete))
+    with pytest.raises(ConfigError, match="already registered"):
+        jobs.add_initializer(FnInitializer("twice", complete))
+    with pytest.raises(ConfigError, match="non-empty"):
+        jobs.add_initializer(FnInitializer("", complete))
+    await jobs.start_poll()
+    with pytest.raises(RegistryClosedError):
+        jobs.add_initializer(FnInitializer("late", complete))

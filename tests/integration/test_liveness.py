@@ -1,0 +1,168 @@
+"""Heartbeats, lost-job recovery and ownership fencing (wall clock, real database)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import anyio
+import psycopg
+import pytest
+
+from job import Complete, JobState, RetrySettings
+from tests.support import Cfg, FnInitializer
+
+pytestmark = pytest.mark.anyio
+
+
+async def complete(current):
+    return Complete()
+
+
+async def execute(dsn: str, sql: str, params: tuple = ()) -> list[tuple]:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(sql, params)
+        return await cur.fetchall() if cur.description else []
+
+
+async def make_stale_running(dsn: str, job_id, owner, *, attempt: int = 1) -> None:
+    """Turn a pending row into one that a dead worker claimed a minute ago."""
+    await execute(
+        dsn,
+        "UPDATE job_executions SET state = 'running', poller_instance_id = %s,"
+        " claim_token = gen_random_uuid(), attempt = %s,"
+        " alive_at = clock_timestamp() - interval '1 minute' WHERE id = %s",
+        (owner, attempt, job_id),
+    )
+
+
+async def test_lost_job_of_a_dead_worker_is_reclaimed_and_runs(make_jobs, db_dsn):
+    """A running row whose heartbeat is older than job_lost_interval goes back to pending with
+    attempt + 1 and an execution_lost event naming the dead worker, then runs."""
+    spawn_side = await make_jobs()
+    spawner = spawn_side.add_initializer(FnInitializer("lost", complete))
+    job = await spawner.spawn(Cfg())
+    dead_worker = uuid.uuid4()
+    await make_stale_running(db_dsn, job.id, dead_worker)
+
+    jobs = await make_jobs()
+    jobs.add_initializer(FnInitializer("lost", complete))
+    await jobs.start_poll()
+    done = await jobs.await_completion(job.id, timeout=15)
+    assert done.state is JobState.COMPLETED
+    lost = [e for e in done.events if e.type == "execution_lost"]
+    assert len(lost) == 1
+    assert lost[0].data["poller_instance_id"] == str(dead_worker)
+    assert lost[0].data["attempt"] == 1
+    scheduled = [e.data["attempt"] for e in done.events if e.type == "execution_scheduled"]
+    assert scheduled == [1, 2]
+
+
+async def test_lost_detection_uses_the_wall_clock_under_a_frozen_manual_clock(
+    make_jobs, db_dsn, manual_clock
+):
+    """The manual clock never moves here, yet the lost job is reclaimed: liveness is measured
+    on the database's wall clock."""
+    clock, _ = manual_clock
+    jobs = await make_jobs(clock=clock)
+    spawner = jobs.add_initializer(FnInitializer("frozen", complete))
+    job = await spawner.spawn(Cfg())
+    await make_stale_running(db_dsn, job.id, uuid.uuid4())
+    await jobs.start_poll()
+    assert (await jobs.await_completion(job.id, timeout=15)).state is JobState.COMPLETED
+
+
+async def test_own_zombie_row_is_reclaimed(make_jobs, db_dsn):
+    """A row owned by this very worker but with no live run (its terminal write was lost)
+    is reclaimed too instead of staying running forever."""
+    jobs = await make_jobs()
+    spawner = jobs.add_initializer(FnInitializer("zombie", complete))
+    job = await spawner.spawn(Cfg())
+    await make_stale_running(db_dsn, job.id, jobs.instance_id)
+    await jobs.start_poll()
+    assert await jobs.reclaim_lost_jobs() == 1
+    assert (await jobs.await_completion(job.id, timeout=15)).state is JobState.COMPLETED
+
+
+async def test_a_job_lost_too_often_errors_instead_of_looping(make_jobs, db_dsn):
+    """A job that kills its worker every time is reclaimed with attempt + 1 each time; once
+    the attempt exceeds n_attempts it is failed without running."""
+    ran = []
+
+    async def run(current):
+        ran.append(current.attempt)
+        return Complete()
+
+    spawn_side = await make_jobs()
+    spawner = spawn_side.add_initializer(
+        FnInitializer("poison", run, retry=RetrySettings(n_attempts=3))
+    )
+    job = await spawner.spawn(Cfg())
+    await make_stale_running(db_dsn, job.id, uuid.uuid4(), attempt=3)
+    jobs = await make_jobs()
+    jobs.add_initializer(FnInitializer("poison", run, retry=RetrySettings(n_attempts=3)))
+    await jobs.start_poll()
+    done = await jobs.await_completion(job.id, timeout=15)
+    assert done.state is JobState.ERRORED
+    assert "exceeds n_attempts=3" in (done.last_error or "")
+    assert ran == []
+
+
+async def test_heartbeats_keep_a_long_healthy_job_alive(make_jobs, db_dsn):
+    """A job running for 2x the lost interval is never reclaimed: heartbeats refresh it."""
+    release = anyio.Event()
+    started = anyio.Event()
+
+    async def run(current):
+        started.set()
+        await release.wait()
+        return Complete()
+
+    jobs = await make_jobs(job_lost_interval=timedelta(seconds=1))
+    spawner = jobs.add_initializer(FnInitializer("healthy", run))
+    await jobs.start_poll()
+    job = await spawner.spawn(Cfg())
+    await started.wait()
+    await anyio.sleep(2.0)  # real time must pass for liveness to matter
+    assert await jobs.reclaim_lost_jobs() == 0
+    release.set()
+    done = await jobs.await_completion(job.id, timeout=10)
+    assert done.state is JobState.COMPLETED
+    assert "execution_lost" not in [e.type for e in done.events]
+
+
+async def test_late_outcome_of_a_reclaimed_run_is_fenced_off(make_jobs, db_dsn):
+    """If another worker reclaimed the job while this run was still going, this run's
+    outcome changes nothing and appends no event; its own transaction rolls back too."""
+    await execute(db_dsn, "CREATE TABLE side_effects (job_id uuid)")
+    started = anyio.Event()
+    release = anyio.Event()
+
+    async def run(current):
+        conn = await current.transaction()
+        await conn.execute("INSERT INTO side_effects VALUES (%s)", (current.id,))
+        started.set()
+        await release.wait()
+        return Complete()
+
+    jobs = await make_jobs()
+    spawner = jobs.add_initializer(FnInitializer("fenced", run))
+    await jobs.start_poll()
+    job = await spawner.spawn(Cfg())
+    await started.wait()
+    # Another worker reclaims and claims it: the claim token changes under our feet.
+    await execute(
+        db_dsn,
+        "UPDATE job_executions SET claim_token = gen_random_uuid(), poller_instance_id = %s"
+        " WHERE id = %s",
+        (uuid.uuid4(), job.id),
+    )
+    before = len((await jobs.find(job.id)).events)
+    release.set()
+    with anyio.fail_after(10):
+        while jobs.running_count:  # noqa: ASYNC110 - our run finishes in its own task
+            await anyio.sleep(0.01)
+    snapshot = await jobs.find(job.id)
+    assert snapshot.state is JobState.RUNNING
+    assert len(snapshot.events) == before
+    assert await execute(db_dsn, "SELECT * FROM side_effects") == []

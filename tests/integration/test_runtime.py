@@ -1,0 +1,199 @@
+"""The running service: concurrency limits, the runner's transaction, wake-ups, shutdown."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import anyio
+import psycopg
+import pytest
+
+from job import Complete, JobState, NotStartedError, RetrySettings
+from tests.support import Cfg, FnInitializer
+
+pytestmark = pytest.mark.anyio
+
+
+async def complete(current):
+    return Complete()
+
+
+async def execute(dsn: str, sql: str, params: tuple = ()) -> list[tuple]:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(sql, params)
+        return await cur.fetchall() if cur.description else []
+
+
+async def test_max_jobs_per_process_bounds_concurrency(make_jobs):
+    """With max 2 (min 1), a backlog of 8 never runs more than 2 at once and drains."""
+    active = 0
+    peak = 0
+
+    async def run(current):
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await anyio.sleep(0.05)
+        active -= 1
+        return Complete()
+
+    jobs = await make_jobs(max_jobs_per_process=2, min_jobs_per_process=1)
+    spawner = jobs.add_initializer(FnInitializer("capped", run))
+    created = await spawner.spawn_many([Cfg(n=i) for i in range(8)])
+    await jobs.start_poll()
+    for job in created:
+        await jobs.await_completion(job.id, timeout=20)
+    assert peak == 2
+
+
+async def test_claim_skips_rows_locked_by_another_worker(make_jobs, db_dsn):
+    """A due row locked by someone else is skipped (SKIP LOCKED), later rows still run."""
+    jobs = await make_jobs()
+    spawner = jobs.add_initializer(FnInitializer("locked", complete))
+    first = await spawner.spawn(Cfg(n=1))
+    second = await spawner.spawn(Cfg(n=2))
+    async with await psycopg.AsyncConnection.connect(db_dsn) as locker:
+        await locker.execute("SELECT 1 FROM job_executions WHERE id = %s FOR UPDATE", (first.id,))
+        await jobs.start_poll()
+        assert (await jobs.await_completion(second.id, timeout=10)).is_terminal
+        assert (await jobs.find(first.id)).state is JobState.PENDING
+    await jobs.wait_for_poll()
+    assert (await jobs.await_completion(first.id, timeout=10)).is_terminal
+
+
+async def test_two_services_share_work_without_running_a_job_twice(make_jobs):
+    """Two pollers on one database: every job runs exactly once."""
+    runs: dict[object, int] = {}
+
+    async def run(current):
+        runs[current.id] = runs.get(current.id, 0) + 1
+        await anyio.sleep(0)
+        return Complete()
+
+    a = await make_jobs(max_jobs_per_process=5, min_jobs_per_process=5)
+    b = await make_jobs(max_jobs_per_process=5, min_jobs_per_process=5)
+    spawner = a.add_initializer(FnInitializer("shared", run))
+    b.add_initializer(FnInitializer("shared", run))
+    created = await spawner.spawn_many([Cfg(n=i) for i in range(200)])
+    await a.start_poll()
+    await b.start_poll()
+    for job in created:
+        await a.await_completion(job.id, timeout=30)
+    assert len(runs) == 200
+    assert set(runs.values()) == {1}
+
+
+async def test_notification_wakes_another_process_promptly(make_jobs):
+    """A spawn from a service that does not poll wakes a sleeping poller elsewhere long before
+    its max_poll_wait (60 s here)."""
+    worker = await make_jobs(max_poll_wait=timedelta(seconds=60))
+    worker.add_initializer(FnInitializer("wake", complete))
+    await worker.start_poll()
+    await worker.wait_for_poll()  # now asleep for up to 60 s
+    producer = await make_jobs()
+    spawner = producer.add_initializer(FnInitializer("wake", complete))
+    started = time.monotonic()
+    job = await spawner.spawn(Cfg())
+    await worker.await_completion(job.id, timeout=10)
+    assert time.monotonic() - started < 5
+
+
+async def test_a_failing_notification_never_fails_a_committed_spawn(make_jobs, monkeypatch):
+    """The post-commit wake-up is best effort: if publishing fails, spawn still succeeds and
+    the job still runs (the poller's timer is the backstop)."""
+    from job._repository import Repository
+
+    async def broken_notify(self, payloads, conn=None):
+        raise psycopg.OperationalError("notify is down")
+
+    jobs = await make_jobs(max_poll_wait=timedelta(milliseconds=200))
+    spawner = jobs.add_initializer(FnInitializer("nonotify", complete))
+    await jobs.start_poll()
+    monkeypatch.setattr(Repository, "notify", broken_notify)
+    job = await spawner.spawn(Cfg())
+    assert (await jobs.await_completion(job.id, timeout=10)).state is JobState.COMPLETED
+
+
+async def test_runner_transaction_commits_with_the_outcome(make_jobs, db_dsn):
+    """Writes made through current_job.transaction() commit together with Complete, and roll
+    back together with a failure (the retry then sees a clean slate)."""
+    await execute(db_dsn, "CREATE TABLE ledger (job_id uuid, attempt int)")
+
+    async def run(current):
+        conn = await current.transaction()
+        await conn.execute("INSERT INTO ledger VALUES (%s, %s)", (current.id, current.attempt))
+        if current.attempt == 1:
+            raise RuntimeError("fail after writing")
+        return Complete()
+
+    jobs = await make_jobs()
+    spawner = jobs.add_initializer(
+        FnInitializer("ledger", run, retry=RetrySettings(min_backoff=timedelta(milliseconds=10)))
+    )
+    await jobs.start_poll()
+    job = await spawner.spawn(Cfg())
+    done = await jobs.await_completion(job.id, timeout=10)
+    assert done.state is JobState.COMPLETED
+    assert await execute(db_dsn, "SELECT job_id, attempt FROM ledger") == [(job.id, 2)]
+
+
+async def test_shutdown_lets_cooperative_runners_finish(make_jobs):
+    """A runner that watches for shutdown finishes within the grace period: completed, not
+    aborted."""
+    started = anyio.Event()
+
+    async def run(current):
+        started.set()
+        await current.wait_for_shutdown()
+        assert current.is_shutdown_requested
+        return Complete()
+
+    jobs = await make_jobs(shutdown_timeout=timedelta(seconds=5))
+    spawner = jobs.add_initializer(FnInitializer("coop", run))
+    await jobs.start_poll()
+    job = await spawner.spawn(Cfg())
+    await started.wait()
+    await jobs.shutdown()
+    other = await make_jobs()
+    assert (await other.find(job.id)).state is JobState.COMPLETED
+
+
+async def test_shutdown_cancels_a_hung_runner_and_hands_the_job_back(make_jobs):
+    """A runner that never returns is cancelled after shutdown_timeout; its job goes back to
+    pending with the same attempt and an execution_aborted event; shutdown returns in time."""
+    started = anyio.Event()
+
+    async def run(current):
+        started.set()
+        await anyio.sleep_forever()
+
+    jobs = await make_jobs(shutdown_timeout=timedelta(milliseconds=500))
+    spawner = jobs.add_initializer(FnInitializer("hung", run))
+    await jobs.start_poll()
+    job = await spawner.spawn(Cfg())
+    await started.wait()
+    t0 = time.monotonic()
+    await jobs.shutdown()
+    assert time.monotonic() - t0 < 3
+    other = await make_jobs()
+    snapshot = await other.find(job.id)
+    assert snapshot.state is JobState.PENDING
+    assert snapshot.attempt == 1
+    assert [e.type for e in snapshot.events][-2:] == ["execution_aborted", "execution_scheduled"]
+    await jobs.shutdown()  # idempotent
+    with pytest.raises(NotStartedError):
+        await spawner.spawn(Cfg())
+
+
+async def test_async_context_manager_lifecycle(db_dsn):
+    from job import Jobs
+    from tests.fixtures.service import make_config
+
+    async with Jobs(make_config(db_dsn)) as jobs:
+        spawner = jobs.add_initializer(FnInitializer("ctx", complete))
+        await jobs.start_poll()
+        job = await spawner.spawn(Cfg())
+        assert (await jobs.await_completion(job.id, timeout=10)).is_terminal
+    with pytest.raises(NotStartedError):
+        await jobs.find(job.id)
