@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 import anyio
+import anyio.lowlevel
 import psycopg
 import pytest
 
@@ -68,7 +69,7 @@ async def test_two_services_share_work_without_running_a_job_twice(make_jobs):
 
     async def run(current):
         runs[current.id] = runs.get(current.id, 0) + 1
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return Complete()
 
     a = await make_jobs(max_jobs_per_process=5, min_jobs_per_process=5)
