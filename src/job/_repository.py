@@ -18,11 +18,11 @@ from uuid import UUID
 import psycopg
 import psycopg.errors
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from job import _queries as q
 from job.entity import Job, JobEvent, JobState
-from job.errors import DatabaseError, DuplicateJobError
+from job.errors import DatabaseError, DuplicateJobError, NotStartedError
 
 NOTIFY_CHANNEL = "job_events"
 
@@ -36,6 +36,10 @@ async def translate_errors() -> AsyncIterator[None]:
         raise DuplicateJobError(
             f"a job with this id already exists ({exc.diag.message_detail or exc})"
         ) from exc
+    except PoolTimeout as exc:
+        raise DatabaseError(f"no database connection available: {exc}") from exc
+    except PoolClosed as exc:
+        raise NotStartedError("the job service's connection pool is closed") from exc
     except psycopg.Error as exc:
         raise DatabaseError(
             f"database error: {exc}".strip(), sqlstate=getattr(exc, "sqlstate", None)

@@ -105,6 +105,15 @@ class JobSvcConfig(BaseModel):
     max_connections: int = Field(
         default=10, ge=2, description="Size of the pool built from pg_con."
     )
+    connection_timeout: timedelta = Field(
+        default=timedelta(seconds=10),
+        gt=timedelta(0),
+        description=(
+            "For the pool built from pg_con: how long connecting, or waiting for a free"
+            " connection, may take before the operation fails with DatabaseError (a spawn"
+            " during a database outage fails after at most this long)."
+        ),
+    )
     exec_migrations: bool | None = Field(
         default=None,
         description=(

@@ -18,6 +18,7 @@ outlives the caller's stack frame between ``init()`` and ``shutdown()``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from uuid import UUID
 import anyio
 import psycopg
 from anyio.abc import TaskGroup
+from opentelemetry import context as otel_context
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
@@ -115,7 +117,9 @@ class Jobs:
         # Connect once directly first: a bad DSN or an unreachable server fails here at once
         # with the driver's own explanation, not after the pool's 30 s timeout.
         try:
-            probe = await psycopg.AsyncConnection.connect(cfg.pg_con, connect_timeout=10)
+            probe = await psycopg.AsyncConnection.connect(
+                cfg.pg_con, connect_timeout=max(int(cfg.connection_timeout.total_seconds()), 1)
+            )
             await probe.close()
         except psycopg.Error as exc:
             raise DatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc
@@ -126,8 +130,9 @@ class Jobs:
             kwargs={"autocommit": True},
             open=False,
             name="job",
+            timeout=cfg.connection_timeout.total_seconds(),
         )
-        await pool.open(wait=True, timeout=30)
+        await pool.open(wait=True, timeout=cfg.connection_timeout.total_seconds())
         return pool
 
     async def _prepare_schema(self, pool: AsyncConnectionPool[Any]) -> None:
@@ -160,7 +165,10 @@ class Jobs:
             registered_types=lambda: self._registry.job_types,
         )
         started = anyio.Event()
-        self._supervisor = asyncio.create_task(self._supervise(started), name="job-service")
+        # A fresh contextvars context: the service's tasks must not inherit the caller's span.
+        self._supervisor = asyncio.create_task(
+            self._supervise(started), name="job-service", context=contextvars.Context()
+        )
         await started.wait()
 
     async def _supervise(self, started: anyio.Event) -> None:
@@ -234,11 +242,17 @@ class Jobs:
         self._poller = poller
         self._dispatcher = dispatcher
         self._maintenance = maintenance
-        await tg.start(self._notifier.run_listener, name="job-listener")
-        await tg.start(poller.run, name="job-poller")
-        tg.start_soon(maintenance.run_heartbeats, name="job-heartbeat")
-        tg.start_soon(maintenance.run_lost_reclaim, name="job-lost-reclaim")
-        tg.start_soon(maintenance.run_stale_check, name="job-stale-check")
+        # Background loops are roots of their own traces: detach from whatever span the caller
+        # of start_poll() has open, or every poll would become its child.
+        token = otel_context.attach(otel_context.Context())
+        try:
+            await tg.start(self._notifier.run_listener, name="job-listener")
+            await tg.start(poller.run, name="job-poller")
+            tg.start_soon(maintenance.run_heartbeats, name="job-heartbeat")
+            tg.start_soon(maintenance.run_lost_reclaim, name="job-lost-reclaim")
+            tg.start_soon(maintenance.run_stale_check, name="job-stale-check")
+        finally:
+            otel_context.detach(token)
         self._state = "polling"
         logger.info(
             "job poller %s started for types %s",

@@ -8,7 +8,8 @@ How long a run sleeps: ``WorkConfig.first_attempt_secs`` for attempt 1 when set,
 ``WorkConfig.sleep_ms`` when set, else a random duration between ``--min-ms`` and ``--max-ms``.
 
 On stdout it prints ``INSTANCE <uuid>`` then ``READY`` once ``start_poll()`` has returned, and
-``STOPPED`` after a graceful shutdown. SIGTERM triggers ``jobs.shutdown()`` and exit status 0.
+``STOPPED`` after a graceful shutdown. SIGTERM triggers ``jobs.shutdown()`` and exit status 0;
+so does the death of the parent process (no orphaned workers if a test run is killed).
 """
 
 from __future__ import annotations
@@ -122,6 +123,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+async def _stop_when_orphaned(stop: asyncio.Event) -> None:
+    """Shut down if the test process that started us dies without stopping us."""
+    parent = os.getppid()
+    while True:
+        await asyncio.sleep(1.0)
+        if os.getppid() != parent:
+            stop.set()
+            return
+
+
 async def _main(args: argparse.Namespace) -> int:
     config = JobSvcConfig(
         pg_con=args.dsn,
@@ -146,7 +157,9 @@ async def _main(args: argparse.Namespace) -> int:
     await jobs.start_poll()
     print(f"INSTANCE {jobs.instance_id}", flush=True)
     print("READY", flush=True)
+    watchdog = asyncio.create_task(_stop_when_orphaned(stop))
     await stop.wait()
+    watchdog.cancel()
     await jobs.shutdown()
     print("STOPPED", flush=True)
     return 0

@@ -394,11 +394,6 @@ async def test_shutdown_span(make_jobs, spans):
     assert shutdown.status.status_code is StatusCode.UNSET
 
 
-@pytest.mark.xfail(
-    reason="bug: background tasks inherit the caller's context, so job.poll spans become"
-    " children of whatever span was active around start_poll()",
-    strict=True,
-)
 async def test_poll_spans_do_not_join_the_span_around_start_poll(make_jobs, spans):
     async def run(current):
         return Complete()
