@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind
 from psycopg_pool import AsyncConnectionPool
 
 from job import _telemetry as tel
-from job._outcomes import OutcomeWriter
+from job._outcomes import OutcomeWriter, WriteResult
 from job._registry import Registry
 from job._repository import ClaimedRow, OutcomeWrite, Repository
 from job.clock import ClockHandle
@@ -156,7 +156,7 @@ class Dispatcher:
                         _Failure(
                             f"attempt {row.attempt} exceeds n_attempts="
                             f"{settings.n_attempts}: earlier runs were lost (their worker"
-                            " died or stopped heartbeating)",
+                            " died or stopped heartbeating), or n_attempts was lowered",
                             "AttemptsExhausted",
                         ),
                         RetrySettings(n_attempts=1),
@@ -251,16 +251,12 @@ class Dispatcher:
         ) as span:
             if write.execute_at is not None:
                 span.set_attribute("job.reschedule_at", _iso(write.execute_at))
-            tx = current._open_transaction
-            if tx is None:
-                applied = await self._writer.submit(write)
-            else:
-                committed = await self._apply_in_runner_transaction(row, write, current, settings)
-                if committed is None:
-                    return  # the commit failed and was recorded as a failed attempt
-                applied = committed
-            if not applied:
-                self._log_fenced(row)
+            if current._open_transaction is None:
+                self._log_unwritten(row, await self._writer.submit(write))
+                return
+            committed = await self._apply_in_runner_transaction(row, write, current, settings)
+            if committed is False:
+                self._log_unwritten(row, WriteResult.FENCED)
 
     async def _apply_in_runner_transaction(
         self,
@@ -277,7 +273,7 @@ class Dispatcher:
         tx = current._open_transaction
         assert tx is not None
         try:
-            applied = row.id in await self._repo.apply_outcomes(
+            applied = (row.id, row.claim_token) in await self._repo.apply_outcomes(
                 [write], self._clock.now(), conn=tx
             )
             await current._finish_transaction(commit=applied)
@@ -371,13 +367,14 @@ class Dispatcher:
                 else "giving up",
                 extra={"job_id": str(row.id), "job_type": row.job_type},
             )
-            if not await self._writer.submit(write):
-                self._log_fenced(row)
+            self._log_unwritten(row, await self._writer.submit(write))
 
-    def _log_fenced(self, row: ClaimedRow) -> None:
-        logger.warning(
-            "job %s (%s): outcome discarded, the job was reclaimed by another worker",
-            row.id,
-            row.job_type,
-            extra={"job_id": str(row.id), "job_type": row.job_type},
-        )
+    def _log_unwritten(self, row: ClaimedRow, result: WriteResult) -> None:
+        # FAILED was already logged by the writer, with the database error.
+        if result is WriteResult.FENCED:
+            logger.warning(
+                "job %s (%s): outcome discarded, the job was reclaimed by another worker",
+                row.id,
+                row.job_type,
+                extra={"job_id": str(row.id), "job_type": row.job_type},
+            )

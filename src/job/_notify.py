@@ -56,7 +56,8 @@ class Notifier:
 
     def publish(self, payload: str) -> None:
         self._pending.add(payload)
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        if self._idle.is_set():
+            self._idle = anyio.Event()
         self._wake.set()
 
     async def run_emitter(self) -> None:
@@ -79,9 +80,8 @@ class Notifier:
                 self._idle.set()
 
     async def flush(self) -> None:
-        """Wait until everything published so far has been sent (or given up on)."""
-        if self._pending:
-            await self._idle.wait()
+        """Wait until everything published so far has been sent (in flight included)."""
+        await self._idle.wait()
 
     # -- listener ----------------------------------------------------------------------------
 

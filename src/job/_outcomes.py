@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from uuid import UUID
 
 import anyio
@@ -25,11 +26,17 @@ logger = logging.getLogger(__name__)
 MAX_BATCH = 500
 
 
+class WriteResult(Enum):
+    APPLIED = "applied"  # the fence held: the outcome is stored
+    FENCED = "fenced"  # another claim owns the job now: nothing was written
+    FAILED = "failed"  # the write was given up on: lost-job recovery will run the job again
+
+
 @dataclass(slots=True)
 class _Pending:
     write: OutcomeWrite
     done: anyio.Event = field(default_factory=anyio.Event)
-    applied: bool = False
+    result: WriteResult = WriteResult.FAILED
 
 
 class OutcomeWriter:
@@ -49,15 +56,15 @@ class OutcomeWriter:
         self._idle.set()
         self._closing = False
 
-    async def submit(self, write: OutcomeWrite) -> bool:
-        """Queue one outcome and wait until it is written. True if its fence held."""
+    async def submit(self, write: OutcomeWrite) -> WriteResult:
+        """Queue one outcome and wait until it is written (or given up on)."""
         pending = _Pending(write)
         self._queue.append(pending)
         if self._idle.is_set():
             self._idle = anyio.Event()
         self._wake.set()
         await pending.done.wait()
-        return pending.applied
+        return pending.result
 
     async def drain(self) -> None:
         """Wait until every queued outcome has been written (or given up on)."""
@@ -81,15 +88,17 @@ class OutcomeWriter:
             self._idle.set()
 
     async def _write(self, batch: list[_Pending]) -> None:
+        """Write one batch. Never raises: this task must outlive any one bad batch."""
         failures = 0
         while True:
             try:
                 applied = await self._repo.apply_outcomes(
                     [p.write for p in batch], self._clock.now()
                 )
-            except DatabaseError as exc:
+            except Exception as exc:
                 failures += 1
-                if not exc.is_retryable or (self._closing and failures > 3):
+                retryable = isinstance(exc, DatabaseError) and exc.is_retryable
+                if not retryable or (self._closing and failures > 3):
                     logger.error(
                         "job outcome write failed for %d job(s); lost-job recovery will"
                         " run them again",
@@ -102,9 +111,12 @@ class OutcomeWriter:
                 continue
             terminal = []
             for pending in batch:
-                pending.applied = pending.write.id in applied
-                if pending.applied and pending.write.terminal:
-                    terminal.append(pending.write.id)
+                if (pending.write.id, pending.write.claim_token) in applied:
+                    pending.result = WriteResult.APPLIED
+                    if pending.write.terminal:
+                        terminal.append(pending.write.id)
+                else:
+                    pending.result = WriteResult.FENCED
             if terminal:
                 self._on_terminal(terminal)
             return

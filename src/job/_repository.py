@@ -189,8 +189,8 @@ class Repository:
         writes: Sequence[OutcomeWrite],
         now: datetime,
         conn: AsyncConnection[Any] | None = None,
-    ) -> set[UUID]:
-        """Apply fenced outcome writes; returns the ids whose fence held."""
+    ) -> set[tuple[UUID, UUID]]:
+        """Apply fenced outcome writes; returns the (id, claim_token) pairs whose fence held."""
         params = {
             "now": now,
             "ids": [w.id for w in writes],
@@ -202,7 +202,7 @@ class Repository:
         }
         async with self._conn(conn) as c:
             cur = await c.execute(q.APPLY_OUTCOMES, params)
-            return {UUID(str(r[0])) for r in await cur.fetchall()}
+            return {(r[0], r[1]) for r in await cur.fetchall()}
 
     # -- liveness ----------------------------------------------------------------------------
 

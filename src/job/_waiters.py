@@ -23,26 +23,40 @@ class CompletionWaiters:
     def __init__(self, repo: Repository, sweep_interval: timedelta) -> None:
         self._repo = repo
         self._sweep_interval = sweep_interval.total_seconds()
-        self._waiting: dict[UUID, anyio.Event] = {}
+        # job id -> (event set when it is terminal, how many callers wait on it)
+        self._waiting: dict[UUID, tuple[anyio.Event, int]] = {}
 
     def resolve(self, ids: Iterable[UUID]) -> None:
         for job_id in ids:
-            event = self._waiting.pop(job_id, None)
-            if event is not None:
-                event.set()
+            entry = self._waiting.pop(job_id, None)
+            if entry is not None:
+                entry[0].set()
 
     async def wait(self, job_id: UUID, timeout: float) -> None:
         """Return once the job is terminal; JobNotFoundError / JobTimeoutError otherwise."""
-        event = self._waiting.setdefault(job_id, anyio.Event())
-        if job_id not in await self._repo.live_job_ids([job_id]):
-            self._waiting.pop(job_id, None)
-            if not await self._repo.existing_job_ids([job_id]):
-                raise JobNotFoundError(job_id)
-            return
-        with anyio.move_on_after(timeout):
-            await event.wait()
-            return
-        raise JobTimeoutError(job_id, timeout)
+        event, count = self._waiting.get(job_id, (anyio.Event(), 0))
+        # Register before checking, so a completion between the check and the wait is seen.
+        self._waiting[job_id] = (event, count + 1)
+        try:
+            if job_id not in await self._repo.live_job_ids([job_id]):
+                if not await self._repo.existing_job_ids([job_id]):
+                    raise JobNotFoundError(job_id)
+                return
+            with anyio.move_on_after(timeout):
+                await event.wait()
+                return
+            raise JobTimeoutError(job_id, timeout)
+        finally:
+            self._release(job_id, event)
+
+    def _release(self, job_id: UUID, event: anyio.Event) -> None:
+        entry = self._waiting.get(job_id)
+        if entry is None or entry[0] is not event:
+            return  # already resolved (and possibly re-registered by a newer waiter)
+        if entry[1] <= 1:
+            del self._waiting[job_id]
+        else:
+            self._waiting[job_id] = (event, entry[1] - 1)
 
     async def run_sweeper(self) -> None:
         while True:

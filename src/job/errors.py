@@ -3,7 +3,7 @@
 All of them derive from :class:`JobError`::
 
     JobError
-    ├── ConfigError             invalid service or poller configuration
+    ├── ConfigError             an initializer cannot be registered (no job_type, duplicate)
     ├── MigrationError          the schema could not be brought up to date
     ├── DatabaseError           the database failed or could not be reached (has .sqlstate)
     ├── DuplicateJobError       a job with this id already exists
@@ -14,7 +14,9 @@ All of them derive from :class:`JobError`::
     ├── RegistryClosedError     an initializer was added after polling started
     └── JobTimeoutError         waiting for a job took longer than allowed
 
-Each class's docstring is its default message.
+Each class's docstring is its default message. Invalid ``JobSvcConfig`` / ``JobPollerConfig``
+/ ``RetrySettings`` values raise pydantic's ``ValidationError`` (a ``ValueError``) on
+construction, with one line per problem.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class JobError(Exception):
 
 
 class ConfigError(JobError):
-    """The job service configuration is invalid."""
+    """The job service configuration is invalid (e.g. an initializer cannot be registered)."""
 
 
 class MigrationError(JobError):

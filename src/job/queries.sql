@@ -123,7 +123,7 @@ WITH input AS (
     DELETE FROM job_executions AS e
     USING input AS i
     WHERE i.terminal AND e.id = i.id AND e.claim_token = i.claim_token AND e.state = 'running'
-    RETURNING e.id, e.event_seq AS base_seq
+    RETURNING e.id, i.claim_token, e.event_seq AS base_seq
 ), rescheduled AS (
     UPDATE job_executions AS e
     SET state = 'pending',
@@ -137,20 +137,20 @@ WITH input AS (
     FROM input AS i
     WHERE NOT i.terminal AND e.id = i.id AND e.claim_token = i.claim_token
       AND e.state = 'running'
-    RETURNING e.id, e.event_seq - jsonb_array_length(i.events) AS base_seq
+    RETURNING e.id, i.claim_token, e.event_seq - jsonb_array_length(i.events) AS base_seq
 ), applied AS (
-    SELECT id, base_seq FROM finished
+    SELECT id, claim_token, base_seq FROM finished
     UNION ALL
-    SELECT id, base_seq FROM rescheduled
+    SELECT id, claim_token, base_seq FROM rescheduled
 ), appended AS (
     INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
     SELECT a.id, a.base_seq + ev.ord::int, ev.item ->> 'type', ev.item -> 'data',
            %(now)s::timestamptz
     FROM applied AS a
-    JOIN input AS i ON i.id = a.id
+    JOIN input AS i ON i.id = a.id AND i.claim_token = a.claim_token
     CROSS JOIN LATERAL jsonb_array_elements(i.events) WITH ORDINALITY AS ev (item, ord)
 )
-SELECT id FROM applied;
+SELECT id, claim_token FROM applied;
 
 -- name: heartbeat
 -- Refresh alive_at (database wall clock) for the runs this worker still has in memory.
@@ -275,9 +275,6 @@ SELECT id FROM jobs WHERE id = ANY(%(ids)s::uuid[]);
 -- Publish many notifications in one statement, outside any business transaction.
 SELECT pg_notify(%(channel)s::text, payload)
 FROM unnest(%(payloads)s::text[]) AS payload;
-
--- name: notify_one
-SELECT pg_notify(%(channel)s::text, %(payload)s::text);
 
 -- name: count_due_pending
 -- Due but unclaimed jobs per registered type, for the stale-pending report.

@@ -297,7 +297,8 @@ class Jobs:
                 released = await self._repo.release_running(self._config.clock.now(), "shutdown")
             except DatabaseError:
                 logger.error(
-                    "could not hand running jobs back at shutdown; lost-job recovery will run them again",
+                    "could not hand running jobs back at shutdown;"
+                    " lost-job recovery will run them again",
                     exc_info=True,
                 )
             else:

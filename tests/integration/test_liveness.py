@@ -166,3 +166,26 @@ async def test_late_outcome_of_a_reclaimed_run_is_fenced_off(make_jobs, db_dsn):
     assert snapshot.state is JobState.RUNNING
     assert len(snapshot.events) == before
     assert await execute(db_dsn, "SELECT * FROM side_effects") == []
+
+
+async def test_stale_and_current_outcome_in_one_batch_write_only_the_current(make_jobs, db_dsn):
+    """Regression: a batch holding a zombie run's outcome and the current run's outcome for
+    the same job applies only the current one and appends only its events."""
+    from job._repository import OutcomeWrite, Repository
+
+    jobs = await make_jobs()
+    spawner = jobs.add_initializer(FnInitializer("batchfence", complete))
+    job = await spawner.spawn(Cfg())
+    repo = Repository(jobs.pool, jobs.instance_id)
+    (claimed,) = await repo.claim(["batchfence"], 1, jobs.clock.now())
+    events = [
+        {"type": "execution_completed", "data": {}},
+        {"type": "job_completed", "data": {"state": "completed"}},
+    ]
+    stale = OutcomeWrite(job.id, uuid.uuid4(), True, None, 1, events)
+    current = OutcomeWrite(job.id, claimed.claim_token, True, None, 1, events)
+    applied = await repo.apply_outcomes([stale, current], jobs.clock.now())
+    assert applied == {(job.id, claimed.claim_token)}
+    done = await jobs.find(job.id)
+    assert done.state is JobState.COMPLETED
+    assert [e.sequence for e in done.events] == [1, 2, 3, 4]
