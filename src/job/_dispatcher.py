@@ -52,6 +52,18 @@ def _is_service_cancellation() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+def _retry_settings(initializer: Any) -> RetrySettings:
+    """The initializer's retry policy; the default one if it has none or it raises."""
+    if initializer is None:
+        return RetrySettings()
+    try:
+        settings = initializer.retry_settings()
+    except Exception:
+        logger.exception("%s.retry_settings() raised; using the defaults", initializer)
+        return RetrySettings()
+    return settings if isinstance(settings, RetrySettings) else RetrySettings()
+
+
 class _Failure:
     """Why an attempt failed: an exception, or a RetryLater the runner returned."""
 
@@ -144,13 +156,18 @@ class Dispatcher:
             kind=SpanKind.CONSUMER,
             attributes=attributes,
         ) as span:
-            settings = RetrySettings()
+            settings: RetrySettings | None = None  # only needed on failure or a retry
             current: CurrentJob[Any] | None = None
             try:
                 if initializer is None:  # claims are limited to registered types
                     raise LookupError(f"no initializer for job type {row.job_type!r}")
-                settings = initializer.retry_settings()
-                if settings.n_attempts is not None and row.attempt > settings.n_attempts:
+                if row.attempt > 1:
+                    settings = initializer.retry_settings()
+                if (
+                    settings is not None
+                    and settings.n_attempts is not None
+                    and row.attempt > settings.n_attempts
+                ):
                     await self._fail(
                         row,
                         _Failure(
@@ -162,7 +179,7 @@ class Dispatcher:
                         RetrySettings(n_attempts=1),
                     )
                     return
-                config = initializer.config_type.model_validate(row.config)
+                config = initializer.config_type.model_validate_json(row.config_json)
                 runner = initializer.init(config)
                 current = CurrentJob(
                     id=row.id,
@@ -190,10 +207,10 @@ class Dispatcher:
                 failure = _Failure.from_exception(exc)
                 tel.record_error(span, exc, level="ERROR" if failure.panicked else "WARN")
                 span.set_attribute("conclusion", "Error")
-                await self._fail(row, failure, settings)
+                await self._fail(row, failure, settings or _retry_settings(initializer))
                 return
             span.set_attribute("conclusion", type(outcome).__name__)
-            await self._conclude(row, outcome, current, settings)
+            await self._conclude(row, outcome, current, settings or _retry_settings(initializer))
 
     async def _conclude(
         self,
@@ -246,9 +263,7 @@ class Dispatcher:
                     },
                 ],
             )
-        with tel.TRACER.start_as_current_span(
-            span_name, attributes={"job.id": str(row.id), "job.type": row.job_type}
-        ) as span:
+        with tel.child_span(span_name, row.id, row.job_type) as span:
             if write.execute_at is not None:
                 span.set_attribute("job.reschedule_at", _iso(write.execute_at))
             if current._open_transaction is None:
@@ -342,18 +357,16 @@ class Dispatcher:
                 attempt=row.attempt,
                 events=events,
             )
-        with tel.TRACER.start_as_current_span(
-            tel.SPAN_FAIL,
-            attributes={
-                "job.id": str(row.id),
-                "job.type": row.job_type,
-                "job.attempt": row.attempt,
-                "will_retry": decision.will_retry,
-                "error": True,
-                "error.level": level,
-                "error.message": failure.message,
-            },
-        ) as span:
+        with tel.child_span(tel.SPAN_FAIL, row.id, row.job_type) as span:
+            span.set_attributes(
+                {
+                    "job.attempt": row.attempt,
+                    "will_retry": decision.will_retry,
+                    "error": True,
+                    "error.level": level,
+                    "error.message": failure.message,
+                }
+            )
             span.set_status(trace.Status(trace.StatusCode.ERROR, failure.message))
             log = logger.error if level == "ERROR" else logger.warning
             log(

@@ -53,7 +53,6 @@ class NewJob:
     id: UUID
     config_json: str
     execute_at: datetime
-    tracing: dict[str, str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +63,7 @@ class ClaimedRow:
     execute_at: datetime
     scheduled_at: datetime
     claim_token: UUID
-    config: Any
+    config_json: str
     tracing: dict[str, str] | None
 
 
@@ -111,15 +110,17 @@ class Repository:
         job_type: str,
         jobs: Sequence[NewJob],
         now: datetime,
+        tracing: dict[str, str] | None,
         conn: AsyncConnection[Any] | None = None,
     ) -> None:
         params = {
             "job_type": job_type,
             "now": now,
             "ids": [j.id for j in jobs],
-            "configs": [j.config_json for j in jobs],
+            # Already-serialized configs joined into one JSON array: no re-encoding.
+            "configs": "[" + ",".join(j.config_json for j in jobs) + "]",
             "execute_ats": [j.execute_at for j in jobs],
-            "tracing": [json.dumps(j.tracing) if j.tracing else None for j in jobs],
+            "tracing": json.dumps(tracing) if tracing else None,
         }
         async with self._conn(conn) as c:
             await c.execute(q.INSERT_JOBS, params)
@@ -130,6 +131,7 @@ class Repository:
         unique_key: str,
         job: NewJob,
         now: datetime,
+        tracing: dict[str, str] | None,
         conn: AsyncConnection[Any],
     ) -> bool:
         """Insert unless the key is held; True if inserted."""
@@ -139,7 +141,7 @@ class Repository:
             "id": job.id,
             "config": job.config_json,
             "execute_at": job.execute_at,
-            "tracing": json.dumps(job.tracing) if job.tracing else None,
+            "tracing": json.dumps(tracing) if tracing else None,
             "now": now,
         }
         async with self._conn(conn) as c:
@@ -198,7 +200,7 @@ class Repository:
             "terminal": [w.terminal for w in writes],
             "execute_ats": [w.execute_at for w in writes],
             "attempts": [w.attempt for w in writes],
-            "events": [json.dumps(w.events, default=str) for w in writes],
+            "events": json.dumps([w.events for w in writes], default=str),
         }
         async with self._conn(conn) as c:
             cur = await c.execute(q.APPLY_OUTCOMES, params)

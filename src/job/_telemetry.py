@@ -8,7 +8,10 @@ Every span name and attribute is listed in docs/telemetry.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Span, Status, StatusCode
@@ -23,6 +26,18 @@ SPAN_FAIL = "job.fail"
 SPAN_RESCHEDULE = "job.reschedule"
 SPAN_LOST = "job.reclaim_lost"
 SPAN_SHUTDOWN = "job.shutdown"
+
+
+@contextmanager
+def child_span(name: str, job_id: UUID, job_type: str) -> Iterator[Span]:
+    """A child of the current (execute) span, or nothing if that one is not recording: with
+    no SDK, or a parent sampled out, a child would be dropped anyway, and this runs per job."""
+    if not trace.get_current_span().is_recording():
+        yield trace.INVALID_SPAN
+        return
+    attributes = {"job.id": str(job_id), "job.type": job_type}
+    with TRACER.start_as_current_span(name, attributes=attributes) as span:
+        yield span
 
 
 def current_trace_carrier() -> dict[str, str] | None:

@@ -7,16 +7,17 @@
 
 -- name: insert_jobs
 -- Spawn many jobs of one type in one round trip: the immutable jobs rows, their live
--- execution rows (pending) and the first two history events.
+-- execution rows (pending) and the first two history events. Ids and due times come as
+-- binary arrays; the configs as one JSON array (no per-element quoting), aligned by position.
 WITH input AS (
-    SELECT *
-    FROM unnest(
-        %(ids)s::uuid[], %(configs)s::jsonb[], %(execute_ats)s::timestamptz[],
-        %(tracing)s::jsonb[]
-    ) AS t (id, config, execute_at, tracing_context)
+    SELECT t.id, t.execute_at, c.config
+    FROM unnest(%(ids)b::uuid[], %(execute_ats)b::timestamptz[])
+         WITH ORDINALITY AS t (id, execute_at, ord)
+    JOIN jsonb_array_elements(%(configs)s::jsonb) WITH ORDINALITY AS c (config, ord)
+      ON c.ord = t.ord
 ), new_jobs AS (
     INSERT INTO jobs (id, job_type, config, tracing_context, created_at)
-    SELECT id, %(job_type)s::text, config, tracing_context, %(now)s::timestamptz FROM input
+    SELECT id, %(job_type)s::text, config, %(tracing)s::jsonb, %(now)s::timestamptz FROM input
 ), new_executions AS (
     INSERT INTO job_executions (id, job_type, execute_at, scheduled_at, event_seq)
     SELECT id, %(job_type)s::text, execute_at, %(now)s::timestamptz, 2 FROM input
@@ -93,7 +94,7 @@ FROM chosen
 JOIN jobs AS j ON j.id = chosen.id
 WHERE e.id = chosen.id AND e.state = 'pending'
 RETURNING e.id, e.job_type, e.attempt, e.execute_at, e.scheduled_at, e.claim_token,
-          j.config, j.tracing_context;
+          j.config::text, j.tracing_context;
 
 -- name: next_due_at
 -- The earliest future execute_at among pending jobs of the registered types.
@@ -111,14 +112,16 @@ CROSS JOIN LATERAL (
 -- Write the outcomes of many finished runs in one statement. Each row is fenced by its
 -- claim_token: a run whose claim was reclaimed by another worker matches nothing, writes no
 -- event and is not returned. Terminal outcomes delete the execution row; the others put it
--- back to pending at `execute_at` with `attempt`. `events` holds, per job, a JSON array of
--- {"type": ..., "data": ...} appended after the job's last event sequence.
+-- back to pending at `execute_at` with `attempt`. `events` is a JSON array holding, per job
+-- (by position), an array of {"type": ..., "data": ...} appended after its last event.
 WITH input AS (
-    SELECT *
+    SELECT t.id, t.claim_token, t.terminal, t.execute_at, t.attempt, ev.events
     FROM unnest(
-        %(ids)s::uuid[], %(tokens)s::uuid[], %(terminal)s::bool[],
-        %(execute_ats)s::timestamptz[], %(attempts)s::int[], %(events)s::jsonb[]
-    ) AS t (id, claim_token, terminal, execute_at, attempt, events)
+        %(ids)b::uuid[], %(tokens)b::uuid[], %(terminal)b::bool[],
+        %(execute_ats)b::timestamptz[], %(attempts)b::int[]
+    ) WITH ORDINALITY AS t (id, claim_token, terminal, execute_at, attempt, ord)
+    JOIN jsonb_array_elements(%(events)s::jsonb) WITH ORDINALITY AS ev (events, ord)
+      ON ev.ord = t.ord
 ), finished AS (
     DELETE FROM job_executions AS e
     USING input AS i

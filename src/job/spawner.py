@@ -109,8 +109,8 @@ class JobSpawner(Generic[C]):
             attributes={"job.type": self._job_type, "job.count": len(items)},
         ):
             carrier = tel.current_trace_carrier()
-            new = [self._new_job(item, now, carrier) for item in items]
-            await repo.insert_jobs(self._job_type, new, now, conn=conn)
+            new = [self._new_job(item, now) for item in items]
+            await repo.insert_jobs(self._job_type, new, now, carrier, conn=conn)
             await self._announce(conn)
         return [
             self._snapshot(item.config, n, now, None) for item, n in zip(items, new, strict=True)
@@ -139,11 +139,12 @@ class JobSpawner(Generic[C]):
             kind=SpanKind.PRODUCER,
             attributes={"job.type": self._job_type, "job.unique_key": key},
         ):
-            new = self._new_job(item, now, tel.current_trace_carrier())
+            new = self._new_job(item, now)
+            carrier = tel.current_trace_carrier()
             result: UniqueSpawn[C] | None = None
             async with self._jobs._connection(conn) as c:
                 for _ in range(_UNIQUE_RETRIES):
-                    if await repo.insert_unique_job(self._job_type, key, new, now, conn=c):
+                    if await repo.insert_unique_job(self._job_type, key, new, now, carrier, c):
                         result = UniqueSpawn(self._snapshot(config, new, now, key), True)
                         if conn is not None:
                             await self._announce(conn)
@@ -191,7 +192,7 @@ class JobSpawner(Generic[C]):
             events=raw.events,
         )
 
-    def _new_job(self, item: JobSpec[C], now: datetime, carrier: dict[str, str] | None) -> NewJob:
+    def _new_job(self, item: JobSpec[C], now: datetime) -> NewJob:
         if not isinstance(item.config, self._config_type):
             raise JobConfigError(
                 f"{self._job_type!r} jobs take {self._config_type.__name__} configs,"
@@ -209,7 +210,6 @@ class JobSpawner(Generic[C]):
             id=item.id if item.id is not None else new_job_id(),
             config_json=config_json,
             execute_at=item.at if item.at is not None else now,
-            tracing=carrier,
         )
 
     async def _announce(self, caller_conn: AsyncConnection[Any] | None) -> None:
