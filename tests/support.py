@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import psycopg
 from pydantic import BaseModel
 
-from job import CurrentJob, JobCompletion, JobInitializer, JobRunner, RetrySettings
+from job import Complete, CurrentJob, JobCompletion, JobInitializer, JobRunner, RetrySettings
 
 
 class Cfg(BaseModel):
@@ -50,3 +51,15 @@ class FnInitializer(JobInitializer[Any]):
 
     def init(self, config: Any) -> JobRunner[Any]:
         return FnRunner(self.fn)
+
+
+async def complete(current: CurrentJob[Any]) -> JobCompletion:
+    """A runner body that just completes."""
+    return Complete()
+
+
+async def execute(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on its own autocommit connection; rows if it returns any."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(sql, params)  # type: ignore[arg-type]
+        return await cur.fetchall() if cur.description else []

@@ -11,7 +11,6 @@ import pytest
 from pydantic import BaseModel
 
 from job import (
-    Complete,
     ConfigError,
     DatabaseError,
     JobPollerConfig,
@@ -21,15 +20,11 @@ from job import (
     RegistryClosedError,
     RetrySettings,
 )
-from tests.support import Cfg, FnInitializer
+from tests.support import Cfg, FnInitializer, complete
 
 pytestmark = pytest.mark.anyio
 
 ONCE = RetrySettings(n_attempts=1)
-
-
-async def complete(current):
-    return Complete()
 
 
 async def run_and_get(jobs, spawner, config=None):

@@ -6,23 +6,12 @@ import uuid
 from datetime import timedelta
 
 import anyio
-import psycopg
 import pytest
 
 from job import Complete, JobState, RetrySettings
-from tests.support import Cfg, FnInitializer
+from tests.support import Cfg, FnInitializer, complete, execute
 
 pytestmark = pytest.mark.anyio
-
-
-async def complete(current):
-    return Complete()
-
-
-async def execute(dsn: str, sql: str, params: tuple = ()) -> list[tuple]:
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        cur = await conn.execute(sql, params)
-        return await cur.fetchall() if cur.description else []
 
 
 async def make_stale_running(dsn: str, job_id, owner, *, attempt: int = 1) -> None:

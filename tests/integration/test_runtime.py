@@ -11,19 +11,9 @@ import psycopg
 import pytest
 
 from job import Complete, JobState, NotStartedError, RetrySettings
-from tests.support import Cfg, FnInitializer
+from tests.support import Cfg, FnInitializer, complete, execute
 
 pytestmark = pytest.mark.anyio
-
-
-async def complete(current):
-    return Complete()
-
-
-async def execute(dsn: str, sql: str, params: tuple = ()) -> list[tuple]:
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        cur = await conn.execute(sql, params)
-        return await cur.fetchall() if cur.description else []
 
 
 async def test_max_jobs_per_process_bounds_concurrency(make_jobs):

@@ -18,13 +18,9 @@ from job import (
     RescheduleIn,
     new_job_id,
 )
-from tests.support import Cfg, FnInitializer
+from tests.support import Cfg, FnInitializer, complete
 
 pytestmark = pytest.mark.anyio
-
-
-async def complete(current):
-    return Complete()
 
 
 async def count_rows(dsn: str, table: str) -> int:
