@@ -3,8 +3,8 @@
 Claims only while fewer than ``min_jobs_per_process`` run, then fills up to
 ``max_jobs_per_process`` in one statement. After a full claim it polls again at once; otherwise
 it sleeps (application clock) until the next due job, at most ``max_poll_wait``, and wakes early
-on a notification or when a local job finishes. Claimed jobs run in the poller's own task group;
-stopping the loop drains them for ``shutdown_timeout`` (wall clock), then cancels the rest.
+on a notification or when a local job finishes. The dispatcher runs claimed jobs; stopping the
+loop drains them for ``shutdown_timeout`` (wall clock), then cancels the rest.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 from datetime import datetime
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
 from job import _telemetry as tel
 from job._dispatcher import Dispatcher
@@ -69,30 +69,30 @@ class Poller:
 
     async def run(self, *, task_status: TaskStatus[None]) -> None:
         try:
-            async with anyio.create_task_group() as jobs:
-                task_status.started()
-                await self._loop(jobs)
-                # Graceful drain: tell runners, wait (wall clock), then cancel what is left.
-                self._shutdown.set()
-                with anyio.move_on_after(self._config.shutdown_timeout.total_seconds()):
-                    await self._dispatcher.wait_idle()
-                if self._dispatcher.running:
-                    logger.warning(
-                        "%d job(s) still running after the shutdown timeout; cancelling",
-                        self._dispatcher.running,
-                    )
-                jobs.cancel_scope.cancel()
+            task_status.started()
+            await self._loop()
+            # Graceful drain: tell runners, wait (wall clock), then cancel what is left.
+            self._shutdown.set()
+            timeout = self._config.shutdown_timeout.total_seconds()
+            with anyio.move_on_after(timeout):
+                await self._dispatcher.wait_idle()
+            if self._dispatcher.running:
+                logger.warning(
+                    "%d job(s) still running after the shutdown timeout; cancelling",
+                    self._dispatcher.running,
+                )
+            await self._dispatcher.cancel_all(timeout)
         finally:
             self.stopped.set()
             self._cycle_done.set()
 
-    async def _loop(self, jobs: TaskGroup) -> None:
+    async def _loop(self) -> None:
         failures = 0
         while not self._stopping:
             self._wake = anyio.Event()
             self._cycles_started += 1
             try:
-                wake_at = await self._poll_once(jobs)
+                wake_at = await self._poll_once()
                 failures = 0
             except Exception:
                 failures += 1
@@ -109,7 +109,7 @@ class Poller:
             elif wake_at > self._clock.now():
                 await self._sleep_until(wake_at)
 
-    async def _poll_once(self, jobs: TaskGroup) -> datetime:
+    async def _poll_once(self) -> datetime:
         """Claim and start jobs; return when to poll next (application clock).
 
         The answer is an absolute time computed from the clock reading taken before the
@@ -128,8 +128,7 @@ class Poller:
             rows = await self._repo.claim(job_types, limit, now)
             span.set_attribute("job.poll.claimed", len(rows))
         for row in rows:
-            self._dispatcher.admit(row)
-            jobs.start_soon(self._dispatcher.execute, row, name=f"job-{row.job_type}-{row.id}")
+            self._dispatcher.start(row)
         if len(rows) == limit:
             return now
         next_due = await self._repo.next_due_at(job_types, now)
