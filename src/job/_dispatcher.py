@@ -244,22 +244,19 @@ class Dispatcher:
                 await self._fail(row, failure, settings or _retry_settings(initializer))
                 return
             span.set_attribute("conclusion", type(outcome).__name__)
-            await self._conclude(row, outcome, current, settings or _retry_settings(initializer))
+            await self._conclude(row, outcome, current, initializer)
 
     async def _conclude(
         self,
         row: ClaimedRow,
         outcome: JobCompletion,
         current: CurrentJob[Any],
-        settings: RetrySettings,
+        initializer: Any,
     ) -> None:
         if isinstance(outcome, RetryLater):
             await current._finish_transaction(commit=False)
-            await self._fail(
-                row,
-                _Failure(outcome.reason, "RetryLater", delay=outcome.delay),
-                settings,
-            )
+            failure = _Failure(outcome.reason, "RetryLater", delay=outcome.delay)
+            await self._fail(row, failure, _retry_settings(initializer))
             return
         now = self._clock.now()
         if isinstance(outcome, Complete):
@@ -303,7 +300,7 @@ class Dispatcher:
             if current._open_transaction is None:
                 self._log_unwritten(row, await self._writer.submit(write))
                 return
-            committed = await self._apply_in_runner_transaction(row, write, current, settings)
+            committed = await self._apply_in_runner_transaction(row, write, current, initializer)
             if committed is False:
                 self._log_unwritten(row, WriteResult.FENCED)
 
@@ -312,7 +309,7 @@ class Dispatcher:
         row: ClaimedRow,
         write: OutcomeWrite,
         current: CurrentJob[Any],
-        settings: RetrySettings,
+        initializer: Any,
     ) -> bool | None:
         """Write the outcome into the runner's own transaction and commit both together.
 
@@ -331,7 +328,7 @@ class Dispatcher:
                 await current._finish_transaction(commit=False)
             failure = _Failure.from_exception(exc)
             failure.message = f"committing the runner's transaction failed: {failure.message}"
-            await self._fail(row, failure, settings)
+            await self._fail(row, failure, _retry_settings(initializer))
             return None
         if applied and write.terminal:
             self._on_terminal([row.id])

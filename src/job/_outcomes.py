@@ -64,9 +64,9 @@ class OutcomeWriter:
         if self._idle.is_set():
             self._idle = anyio.Event()
         self._wake.set()
-        # Shielded: a run cancelled at shutdown still learns nothing, but the future stays
-        # resolvable by the writer (which applies the queued write regardless).
-        return await asyncio.shield(pending.done)
+        # If this run is cancelled (shutdown) while waiting, the future is cancelled with it;
+        # the writer still applies the queued write and skips resolving the future.
+        return await pending.done
 
     async def drain(self) -> None:
         """Wait until every queued outcome has been written (or given up on)."""
