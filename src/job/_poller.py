@@ -122,9 +122,7 @@ class Poller:
             return max_wait_at  # a finishing job wakes us when we drop below the mark
         limit = self._config.max_jobs_per_process - running
         job_types = self._registry.job_types
-        with tel.TRACER.start_as_current_span(
-            tel.SPAN_POLL, attributes={"job.poll.limit": limit}
-        ) as span:
+        with tel.span(tel.SPAN_POLL, attributes={"job.poll.limit": limit}) as span:
             rows = await self._repo.claim(job_types, limit, now)
             span.set_attribute("job.poll.claimed", len(rows))
         for row in rows:

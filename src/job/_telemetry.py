@@ -39,6 +39,11 @@ def is_enabled() -> bool:
     return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
+def span(name: str, **kwargs: Any) -> AbstractContextManager[Span]:
+    """``TRACER.start_as_current_span(name, ...)``, or NO_SPAN when tracing is off."""
+    return TRACER.start_as_current_span(name, **kwargs) if is_enabled() else NO_SPAN
+
+
 def child_span(name: str, job_id: UUID, job_type: str) -> AbstractContextManager[Span]:
     """A child of the current (execute) span, or NO_SPAN if that one is not recording: with
     no SDK, or a parent sampled out, a child would be dropped anyway."""
@@ -50,6 +55,8 @@ def child_span(name: str, job_id: UUID, job_type: str) -> AbstractContextManager
 
 def current_trace_carrier() -> dict[str, str] | None:
     """The active trace context as a JSON-able carrier, or None outside any span."""
+    if not is_enabled():
+        return None
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier or None

@@ -103,7 +103,7 @@ class JobSpawner(Generic[C]):
         if not items:
             return []
         repo = self._jobs._repository()
-        with tel.TRACER.start_as_current_span(
+        with tel.span(
             tel.SPAN_SPAWN,
             kind=SpanKind.PRODUCER,
             attributes={"job.type": self._job_type, "job.count": len(items)},
@@ -134,7 +134,7 @@ class JobSpawner(Generic[C]):
         now = self._jobs.clock.now()
         repo = self._jobs._repository()
         item = JobSpec(config, at=at)
-        with tel.TRACER.start_as_current_span(
+        with tel.span(
             tel.SPAN_SPAWN,
             kind=SpanKind.PRODUCER,
             attributes={"job.type": self._job_type, "job.unique_key": key},
