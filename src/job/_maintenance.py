@@ -6,8 +6,8 @@
   interval go back to pending with attempt + 1 (an ``execution_lost`` event names the worker).
   The dispatcher fails a job whose attempt has grown past ``n_attempts`` this way, so a job that
   kills its worker every time cannot loop forever.
-* Stale-pending report, every ``pending_jobs_check_interval``: a warning for due jobs of the
-  registered types that nobody claimed for longer than ``max_poll_wait``.
+* Stale-pending report, every ``pending_jobs_check_interval``: a warning per job type (registered
+  here or not) with pending jobs overdue by more than ``max_poll_wait``: nobody claims them.
 
 These loops sleep with ``anyio.sleep`` (monotonic time), never the application clock: a manual
 clock jumped a day ahead must not make every running job look lost.
@@ -93,22 +93,32 @@ class Maintenance:
 
     async def run_stale_check(self) -> None:
         interval = self._config.pending_jobs_check_interval.total_seconds()
-        grace = self._config.max_poll_wait.total_seconds()
         while True:
             await anyio.sleep(interval)
             try:
-                counts = await self._repo.count_due_pending(
-                    self._registry.job_types, self._clock.now()
-                )
+                await self.report_stale_pending()
             except Exception:
                 logger.warning("job stale-pending check failed", exc_info=True)
-                continue
-            for job_type, count, overdue in counts:
-                if overdue > grace:
-                    logger.warning(
-                        "stale pending jobs detected: %d %s job(s) due, oldest %.0fs overdue",
-                        count,
-                        job_type,
-                        overdue,
-                        extra={"job_type": job_type},
-                    )
+
+    async def report_stale_pending(self) -> list[tuple[str, int, float]]:
+        """Warn about pending jobs overdue by more than ``max_poll_wait``, of any type.
+
+        For a type this process runs, that means workers are saturated or stuck; for a type
+        it does not register, possibly that no worker anywhere runs it.
+        """
+        now = self._clock.now()
+        counts = await self._repo.count_overdue_pending(now, now - self._config.max_poll_wait)
+        for job_type, count, oldest in counts:
+            if job_type in self._registry:
+                why = "workers are saturated or not polling"
+            else:
+                why = "no initializer in this process runs this type; is any worker running it?"
+            logger.warning(
+                "stale pending jobs detected: %d %s job(s) overdue, oldest by %.0fs (%s)",
+                count,
+                job_type,
+                oldest,
+                why,
+                extra={"job_type": job_type},
+            )
+        return counts

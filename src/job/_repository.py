@@ -237,11 +237,12 @@ class Repository:
             cur = await c.execute(q.RELEASE_RUNNING, params)
             return [(r[0], r[1]) for r in await cur.fetchall()]
 
-    async def count_due_pending(
-        self, job_types: Sequence[str], now: datetime
+    async def count_overdue_pending(
+        self, now: datetime, overdue_before: datetime
     ) -> list[tuple[str, int, float]]:
+        params = {"now": now, "overdue_before": overdue_before}
         async with self._conn(None) as c:
-            cur = await c.execute(q.COUNT_DUE_PENDING, {"job_types": list(job_types), "now": now})
+            cur = await c.execute(q.COUNT_OVERDUE_PENDING, params)
             return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
 
     # -- reading -----------------------------------------------------------------------------

@@ -279,10 +279,12 @@ SELECT id FROM jobs WHERE id = ANY(%(ids)s::uuid[]);
 SELECT pg_notify(%(channel)s::text, payload)
 FROM unnest(%(payloads)s::text[]) AS payload;
 
--- name: count_due_pending
--- Due but unclaimed jobs per registered type, for the stale-pending report.
-SELECT job_type, count(*) AS n, extract(epoch FROM %(now)s::timestamptz - min(execute_at))::float8
+-- name: count_overdue_pending
+-- Pending jobs of any type due before `overdue_before`, per type: nobody claimed them for a
+-- while. Includes types no process here registers (rows no worker may ever run).
+SELECT job_type, count(*) AS n,
+       extract(epoch FROM %(now)s::timestamptz - min(execute_at))::float8 AS oldest_secs
 FROM job_executions
-WHERE state = 'pending' AND job_type = ANY(%(job_types)s::text[])
-  AND execute_at <= %(now)s::timestamptz
-GROUP BY job_type;
+WHERE state = 'pending' AND execute_at < %(overdue_before)s::timestamptz
+GROUP BY job_type
+ORDER BY job_type;

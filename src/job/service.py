@@ -376,6 +376,15 @@ class Jobs:
             raise NotStartedError("the poller is not running")
         return await self._maintenance.reclaim_lost_once()
 
+    async def report_stale_pending(self) -> list[tuple[str, int, float]]:
+        """Run the stale-pending check now (it also runs every
+        ``pending_jobs_check_interval``): logs a warning per job type with pending jobs
+        overdue by more than ``max_poll_wait`` and returns ``(job_type, count, oldest_secs)``.
+        """
+        if self._state != "polling" or self._maintenance is None:
+            raise NotStartedError("the poller is not running")
+        return await self._maintenance.report_stale_pending()
+
     # -- for spawners ------------------------------------------------------------------------
 
     def _repository(self) -> Repository:

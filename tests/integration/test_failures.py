@@ -167,3 +167,19 @@ async def test_registration_errors(make_jobs):
     await jobs.start_poll()
     with pytest.raises(RegistryClosedError):
         jobs.add_initializer(FnInitializer("late", complete))
+
+
+async def test_overdue_jobs_are_reported_including_unregistered_types(make_jobs, caplog):
+    """The stale-pending report warns about jobs nobody claims: a type no process here runs,
+    with a hint that maybe no worker runs it at all."""
+    producer = await make_jobs()
+    foreign = producer.add_initializer(FnInitializer("nobody_runs_me", complete))
+    jobs = await make_jobs(max_poll_wait=timedelta(seconds=1))
+    jobs.add_initializer(FnInitializer("someone", complete))
+    await jobs.start_poll()
+    await foreign.spawn(Cfg(), at=jobs.clock.now() - timedelta(hours=1))
+    caplog.set_level("WARNING", logger="job.maintenance")
+    counts = await jobs.report_stale_pending()
+    assert [(t, n) for t, n, _ in counts] == [("nobody_runs_me", 1)]
+    assert counts[0][2] >= 3600
+    assert "no initializer in this process runs this type" in caplog.text
