@@ -102,6 +102,7 @@ class Dispatcher:
         pool: AsyncConnectionPool[Any],
         shutdown: anyio.Event,
         on_terminal: Callable[[list[UUID]], None],
+        on_rescheduled: Callable[[], None],
         on_finished: Callable[[], None],
     ) -> None:
         self._repo = repo
@@ -111,6 +112,7 @@ class Dispatcher:
         self._pool = pool
         self._shutdown = shutdown
         self._on_terminal = on_terminal
+        self._on_rescheduled = on_rescheduled
         self._on_finished = on_finished
         self._live: dict[UUID, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -163,18 +165,29 @@ class Dispatcher:
                 logger.error("%d job run(s) ignored cancellation at shutdown", len(stuck))
 
     async def _execute_and_release(self, row: ClaimedRow) -> None:
+        released = False
+
+        def release_slot() -> None:
+            # The run is over: free its capacity slot now, before its outcome is written, so
+            # the next claim overlaps this batch's outcome write instead of waiting for it.
+            # The id stays live (heartbeated) until the write is done.
+            nonlocal released
+            if not released:
+                released = True
+                self.running -= 1
+                if self.running == 0:
+                    self._idle.set()
+                self._on_finished()
+
         try:
-            await self._execute(row)
+            await self._execute(row, release_slot)
         finally:
+            release_slot()
             count = self._live.pop(row.id, 1) - 1
             if count > 0:
                 self._live[row.id] = count
-            self.running -= 1
-            if self.running == 0:
-                self._idle.set()
-            self._on_finished()
 
-    async def _execute(self, row: ClaimedRow) -> None:
+    async def _execute(self, row: ClaimedRow, release_slot: Callable[[], None]) -> None:
         initializer = self._registry.get(row.job_type)
         if tel.is_enabled():
             span_cm: AbstractContextManager[Span] = tel.TRACER.start_as_current_span(
@@ -202,6 +215,7 @@ class Dispatcher:
                     and settings.n_attempts is not None
                     and row.attempt > settings.n_attempts
                 ):
+                    release_slot()
                     await self._fail(
                         row,
                         _Failure(
@@ -238,11 +252,13 @@ class Dispatcher:
                         await current._finish_transaction(commit=False)
                 if isinstance(exc, asyncio.CancelledError) and _is_service_cancellation():
                     raise
+                release_slot()
                 failure = _Failure.from_exception(exc)
                 tel.record_error(span, exc, level="ERROR" if failure.panicked else "WARN")
                 span.set_attribute("conclusion", "Error")
                 await self._fail(row, failure, settings or _retry_settings(initializer))
                 return
+            release_slot()
             span.set_attribute("conclusion", type(outcome).__name__)
             await self._conclude(row, outcome, current, initializer)
 
@@ -330,8 +346,11 @@ class Dispatcher:
             failure.message = f"committing the runner's transaction failed: {failure.message}"
             await self._fail(row, failure, _retry_settings(initializer))
             return None
-        if applied and write.terminal:
-            self._on_terminal([row.id])
+        if applied:
+            if write.terminal:
+                self._on_terminal([row.id])
+            else:
+                self._on_rescheduled()
         return applied
 
     async def _fail(self, row: ClaimedRow, failure: _Failure, settings: RetrySettings) -> None:

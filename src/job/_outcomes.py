@@ -46,10 +46,12 @@ class OutcomeWriter:
         repo: Repository,
         clock: ClockHandle,
         on_terminal: Callable[[list[UUID]], None],
+        on_rescheduled: Callable[[], None],
     ) -> None:
         self._repo = repo
         self._clock = clock
         self._on_terminal = on_terminal
+        self._on_rescheduled = on_rescheduled
         self._queue: list[_Pending] = []
         self._wake = anyio.Event()
         self._in_flight = 0
@@ -113,13 +115,22 @@ class OutcomeWriter:
                 await anyio.sleep(min(0.05 * 2**failures, 5.0))
                 continue
             terminal = []
+            rescheduled = False
             for pending in batch:
                 if (pending.write.id, pending.write.claim_token) in applied:
-                    pending.done.set_result(WriteResult.APPLIED)
+                    result = WriteResult.APPLIED
                     if pending.write.terminal:
                         terminal.append(pending.write.id)
+                    else:
+                        rescheduled = True
                 else:
-                    pending.done.set_result(WriteResult.FENCED)
+                    result = WriteResult.FENCED
+                if not pending.done.done():  # cancelled if its run was cancelled meanwhile
+                    pending.done.set_result(result)
             if terminal:
                 self._on_terminal(terminal)
+            if rescheduled:
+                # The run's slot was freed before this write; a poll since then could not see
+                # the row as pending. Poll again now that it is.
+                self._on_rescheduled()
             return

@@ -156,7 +156,9 @@ class Jobs:
         repo = Repository(pool, self._instance_id)
         self._repo = repo
         self._waiters = CompletionWaiters(repo, cfg.poller_config.completion_sweep_interval)
-        self._writer = OutcomeWriter(repo, cfg.clock, self._waiters.resolve)
+        self._writer = OutcomeWriter(
+            repo, cfg.clock, self._waiters.resolve, on_rescheduled=self._wake_poller
+        )
         self._notifier = Notifier(
             repo,
             connect=lambda: self._listen_connection(pool),
@@ -221,6 +223,7 @@ class Jobs:
             pool=self._pool,
             shutdown=self._shutdown_requested,
             on_terminal=waiters.resolve,
+            on_rescheduled=self._wake_poller,
             on_finished=lambda: self._poller.on_job_finished() if self._poller else None,
         )
         poller = Poller(
@@ -406,6 +409,10 @@ class Jobs:
         self._on_ready(job_type)
         if self._notifier is not None:
             self._notifier.publish(payload)
+
+    def _wake_poller(self) -> None:
+        if self._poller is not None:
+            self._poller.wake()
 
     def _on_ready(self, job_type: str) -> None:
         if self._poller is not None and job_type in self._registry:
