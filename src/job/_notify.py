@@ -4,9 +4,13 @@ Notifications are hints: a lost one costs latency, never correctness, because th
 re-polls at the next due time (at most ``max_poll_wait``) and completion waiters sweep.
 
 * The **emitter** publishes after commit. Payloads queued while a publish is in flight are
-  coalesced (and de-duplicated) into the next single ``pg_notify`` statement, so a burst of
-  spawns costs one round trip, and an idle system pays one round trip of latency. A failed
-  publish is logged and retried; it never turns a committed spawn into an error.
+  coalesced (and de-duplicated) into the next single ``pg_notify`` statement. A payload is sent
+  at once unless the same payload went out less than ``REPEAT_WINDOW`` ago; then it is sent
+  once at the end of that window (a trailing edge, so the last spawn of a burst always wakes
+  the pollers). An idle system pays one round trip of latency; a loop of single spawns pays one
+  NOTIFY per window instead of one per spawn (a NOTIFY per spawn cost about 40% of single-spawn
+  throughput on 2 cores). A failed publish is logged and retried; it never turns a committed
+  spawn into an error.
 * The **listener** holds one dedicated connection with ``LISTEN job_events`` and reconnects by
   itself after a failure.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
@@ -26,6 +31,9 @@ from anyio.abc import TaskStatus
 from job._repository import NOTIFY_CHANNEL, Repository
 
 logger = logging.getLogger(__name__)
+
+# Seconds within which the same notification is not sent twice (see the module docstring).
+REPEAT_WINDOW = 0.005
 
 
 def ready_payload(job_type: str) -> str:
@@ -48,6 +56,7 @@ class Notifier:
         self._on_ready = on_ready
         self._on_terminal = on_terminal
         self._pending: set[str] = set()
+        self._sent_at: dict[str, float] = {}  # payload -> monotonic time it was last sent
         self._wake = anyio.Event()
         self._idle = anyio.Event()
         self._idle.set()
@@ -65,19 +74,32 @@ class Notifier:
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
-            payloads = sorted(self._pending)
-            self._pending.clear()
-            try:
-                await self._repo.notify(payloads)
-                failures = 0
-            except Exception:
-                failures += 1
-                logger.warning("job notification publish failed; will retry", exc_info=True)
-                self._pending.update(payloads)
+            now = time.monotonic()
+            payloads = sorted(
+                p for p in self._pending if now - self._sent_at.get(p, -1e9) >= REPEAT_WINDOW
+            )
+            if payloads:
+                self._pending.difference_update(payloads)
+                try:
+                    await self._repo.notify(payloads)
+                    failures = 0
+                    now = time.monotonic()
+                    self._sent_at.update(dict.fromkeys(payloads, now))
+                except Exception:
+                    failures += 1
+                    logger.warning("job notification publish failed; will retry", exc_info=True)
+                    self._pending.update(payloads)
+                    self._wake.set()
+                    await anyio.sleep(min(0.05 * 2**failures, 5.0))
+            if self._pending:
+                # Only recently-sent payloads remain: send them when their window closes.
+                earliest = min(self._sent_at.get(p, now) for p in self._pending)
+                await anyio.sleep(max(earliest + REPEAT_WINDOW - time.monotonic(), 0.0))
                 self._wake.set()
-                await anyio.sleep(min(0.05 * 2**failures, 5.0))
-            if not self._pending:
+            else:
                 self._idle.set()
+                if len(self._sent_at) > 1024:  # forget old payloads (one per job type)
+                    self._sent_at.clear()
 
     async def flush(self) -> None:
         """Wait until everything published so far has been sent (in flight included)."""
