@@ -6,9 +6,10 @@
 -- liveness (alive_at) uses the database's wall clock, clock_timestamp(), on purpose.
 
 -- name: insert_jobs
--- Spawn many jobs of one type in one round trip: the immutable jobs rows, their live
--- execution rows (pending) and the first two history events. Ids and due times come as
--- binary arrays; the configs as one JSON array (no per-element quoting), aligned by position.
+-- Spawn many jobs of one type in one round trip: the immutable jobs rows and their live
+-- execution rows (pending). Their first two history events are implied by the jobs row (see
+-- the job_history view), so nothing more is written. Ids and due times come as binary arrays;
+-- the configs as one JSON array (no per-element quoting), aligned by position.
 WITH input AS (
     SELECT t.id, t.execute_at, c.config
     FROM unnest(%(ids)b::uuid[], %(execute_ats)b::timestamptz[])
@@ -16,20 +17,13 @@ WITH input AS (
     JOIN jsonb_array_elements(%(configs)s::jsonb) WITH ORDINALITY AS c (config, ord)
       ON c.ord = t.ord
 ), new_jobs AS (
-    INSERT INTO jobs (id, job_type, config, tracing_context, created_at)
-    SELECT id, %(job_type)s::text, config, %(tracing)s::jsonb, %(now)s::timestamptz FROM input
-), new_executions AS (
-    INSERT INTO job_executions (id, job_type, execute_at, scheduled_at, event_seq)
-    SELECT id, %(job_type)s::text, execute_at, %(now)s::timestamptz, 2 FROM input
+    INSERT INTO jobs (id, job_type, config, tracing_context, execute_at, created_at)
+    SELECT id, %(job_type)s::text, config, %(tracing)s::jsonb, execute_at,
+           %(now)s::timestamptz
+    FROM input
 )
-INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
-SELECT id, 1, 'initialized', jsonb_build_object('job_type', %(job_type)s::text),
-       %(now)s::timestamptz
-FROM input
-UNION ALL
-SELECT id, 2, 'execution_scheduled',
-       jsonb_build_object('attempt', 1, 'scheduled_at', execute_at), %(now)s::timestamptz
-FROM input;
+INSERT INTO job_executions (id, job_type, execute_at, scheduled_at, event_seq)
+SELECT id, %(job_type)s::text, execute_at, %(now)s::timestamptz, 2 FROM input;
 
 -- name: insert_unique_job
 -- Spawn a job unless a live job of the same (job_type, unique_key) exists. The execution row
@@ -44,19 +38,9 @@ WITH new_execution AS (
     ON CONFLICT (job_type, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
     RETURNING id, execute_at
 ), new_job AS (
-    INSERT INTO jobs (id, job_type, unique_key, config, tracing_context, created_at)
+    INSERT INTO jobs (id, job_type, unique_key, config, tracing_context, execute_at, created_at)
     SELECT id, %(job_type)s::text, %(unique_key)s::text, %(config)s::jsonb,
-           %(tracing)s::jsonb, %(now)s::timestamptz
-    FROM new_execution
-), new_events AS (
-    INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
-    SELECT id, 1, 'initialized',
-           jsonb_build_object('job_type', %(job_type)s::text, 'unique_key', %(unique_key)s::text),
-           %(now)s::timestamptz
-    FROM new_execution
-    UNION ALL
-    SELECT id, 2, 'execution_scheduled',
-           jsonb_build_object('attempt', 1, 'scheduled_at', execute_at), %(now)s::timestamptz
+           %(tracing)s::jsonb, execute_at, %(now)s::timestamptz
     FROM new_execution
 )
 SELECT id FROM new_execution;
@@ -250,7 +234,7 @@ WITH mine AS MATERIALIZED (
 SELECT id, job_type FROM released;
 
 -- name: load_jobs
--- Jobs by id with their live execution row (if any) and their whole event history.
+-- Jobs by id with their live execution row (if any) and their whole history (job_history).
 SELECT j.id, j.job_type, j.unique_key, j.config, j.created_at,
        e.state, e.attempt, e.execute_at,
        COALESCE(
@@ -259,7 +243,7 @@ SELECT j.id, j.job_type, j.unique_key, j.config, j.created_at,
                            'sequence', ev.sequence, 'type', ev.event_type,
                            'data', ev.event, 'recorded_at', ev.recorded_at
                        ) ORDER BY ev.sequence)
-            FROM job_events AS ev
+            FROM job_history AS ev
             WHERE ev.job_id = j.id),
            '[]'::jsonb
        ) AS events

@@ -261,7 +261,7 @@ async def histories(conn: psycopg.AsyncConnection[Any]) -> dict[UUID, list[tuple
         """
         SELECT j.id, COALESCE(
             (SELECT jsonb_agg(jsonb_build_array(e.event_type, e.event) ORDER BY e.sequence)
-             FROM job_events AS e WHERE e.job_id = j.id), '[]'::jsonb)
+             FROM job_history AS e WHERE e.job_id = j.id), '[]'::jsonb)
         FROM jobs AS j
         """,
     )

@@ -181,7 +181,7 @@ async def test_spawn_unique_race_across_processes(acc_dsn: str, launcher: Launch
             )
             assert live_rows == [(created[0]["id"],)]
         (total,) = await fetch(conn, "SELECT count(*) FROM jobs")
-        (events,) = await fetch(conn, "SELECT count(*) FROM job_events")
+        (events,) = await fetch(conn, "SELECT count(*) FROM job_history")
     assert total == (ROUNDS,)
     assert events == (2 * ROUNDS,)
     for proc in contenders:
@@ -231,7 +231,7 @@ async def test_healthy_long_job_is_never_reclaimed(acc_dsn: str, launcher: Launc
         (ran_for,) = await fetch(
             conn,
             "SELECT extract(epoch FROM max(recorded_at) - min(recorded_at))::float8"
-            " FROM job_events WHERE job_id = %s",
+            " FROM job_history WHERE job_id = %s",
             [job.id],
         )
 

@@ -27,19 +27,17 @@ BACKLOG_PER_TYPE = 20_000
 JOB_TYPES = ["plan_email", "plan_report"]
 
 SEED: LiteralString = """
-INSERT INTO jobs (id, job_type, config, created_at)
+INSERT INTO jobs (id, job_type, config, execute_at, created_at)
 SELECT gen_random_uuid(),
        CASE WHEN mod(g, 2) = 0 THEN 'plan_email' ELSE 'plan_report' END,
        jsonb_build_object('n', g),
+       -- half of the backlog due already, half due over the next hour
+       now() - interval '1 hour' + random() * interval '2 hours',
        now()
 FROM generate_series(1, 2 * %(per_type)s::int) AS g;
 
 INSERT INTO job_executions (id, job_type, execute_at, scheduled_at, event_seq)
-SELECT id, job_type,
-       -- half of the backlog due already, half due over the next hour
-       now() - interval '1 hour' + random() * interval '2 hours',
-       now(),
-       2
+SELECT id, job_type, execute_at, now(), 2
 FROM jobs;
 """
 

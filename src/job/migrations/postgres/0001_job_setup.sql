@@ -3,8 +3,11 @@
 -- Released migrations are never edited; a change is a new numbered file.
 --
 -- Three tables with three roles (see docs/architecture.md):
---   jobs            one immutable row per job: identity, type, config.
---   job_events      append-only history of each job; drives Job.state, last_error, retries.
+--   jobs            one immutable row per job: identity, type, config, first due time.
+--   job_events      append-only history of each job from its first run on; drives Job.state,
+--                   last_error, the retry window. The first two events of every job
+--                   (initialized, execution_scheduled) are implied by its jobs row and not
+--                   stored twice: the job_history view adds them.
 --   job_executions  the scheduler's small hot working set: a row exists only while a job is
 --                   live (pending or running) and is deleted when the job reaches a terminal state.
 
@@ -16,6 +19,8 @@ CREATE TABLE jobs (
     unique_key      TEXT NULL,
     config          JSONB NOT NULL,
     tracing_context JSONB NULL,
+    -- when the job was first due (application clock)
+    execute_at      TIMESTAMPTZ NOT NULL,
     created_at      TIMESTAMPTZ NOT NULL
 );
 
@@ -68,3 +73,18 @@ CREATE INDEX idx_job_executions_running
 -- purpose: pending and running both hold the key; the row's deletion frees it.
 CREATE UNIQUE INDEX idx_job_executions_unique_key
     ON job_executions (job_type, unique_key) WHERE unique_key IS NOT NULL;
+
+-- Every job's whole history: the two events implied by its jobs row, then the stored ones.
+CREATE VIEW job_history AS
+SELECT id AS job_id, 1 AS sequence, 'initialized' AS event_type,
+       jsonb_strip_nulls(jsonb_build_object('job_type', job_type, 'unique_key', unique_key))
+           AS event,
+       created_at AS recorded_at
+FROM jobs
+UNION ALL
+SELECT id, 2, 'execution_scheduled',
+       jsonb_build_object('attempt', 1, 'scheduled_at', execute_at), created_at
+FROM jobs
+UNION ALL
+SELECT job_id, sequence, event_type, event, recorded_at
+FROM job_events;
