@@ -7,8 +7,8 @@ stdin/stdout with one line per message:
 * it prints ``READY <rss_kb>`` once set up, then waits for ``GO`` (workers, spawners) so that
   import and connection time is never measured;
 * workers print ``S <n> <time.time()>`` when a job's code starts (latency mode only);
-* the orchestrator sends ``STOP``; a worker shuts down gracefully and prints
-  ``DONE <json>`` with its peak RSS, then exits;
+* the orchestrator sends ``STOP``; a worker prints ``DONE <json>`` with its peak RSS, then
+  shuts down gracefully (the orchestrator may kill it meanwhile: its database is thrown away);
 * ``spawn`` prints ``DONE <json>`` with its timing; ``producer`` answers ``SPAWN <n>`` with
   ``C <n> <time.time()>`` taken right after the spawn call returned (the commit).
 
@@ -18,6 +18,7 @@ Usage: ``agent.py <library> <command> <dsn> [json options]``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import resource
 import sys
@@ -246,10 +247,8 @@ class ProcLib:
         )
         await stop()
         worker.cancel()  # procrastinate turns this into a graceful stop
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(worker, timeout=30)
-        except asyncio.CancelledError:
-            pass
 
 
 LIBS: dict[str, Callable[[], Any]] = {"job": JobLib, "pgqueuer": PgqLib, "procrastinate": ProcLib}
@@ -313,9 +312,14 @@ async def cmd_worker(lib: Any, dsn: str, opts: dict[str, Any]) -> None:
     ready_rss = rss_kb()
     say(f"READY {ready_rss}")
     await wait_for("GO")
-    await lib.work(lambda: wait_for("STOP"))
+
+    async def until_stop() -> None:
+        await wait_for("STOP")
+        # Report before shutting down: the orchestrator need not wait for the shutdown.
+        say("DONE " + json.dumps({"ready_rss_kb": ready_rss, "peak_rss_kb": peak_rss_kb()}))
+
+    await lib.work(until_stop)
     await lib.close()
-    say("DONE " + json.dumps({"ready_rss_kb": ready_rss, "peak_rss_kb": peak_rss_kb()}))
 
 
 COMMANDS = {

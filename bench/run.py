@@ -5,7 +5,8 @@
 
 Starts one throwaway PostgreSQL server for the whole run (or uses ``JOB_BENCH_DSN``, which
 must be allowed to create databases), installs each library's schema into a template
-database, and gives every single measurement its own fresh copy of that template. All
+database, and gives every single measurement its own fresh copy of that template. The agents
+run a copy of src/job taken at the start, so editing src/ during a run changes nothing. All
 library code runs in ``bench/agent.py`` subprocesses; this process only creates databases,
 sends commands, watches the database and keeps the clock. Results go to
 ``bench/results/<timestamp>.json`` (and ``latest.json``); ``bench/report.py`` turns them
@@ -20,22 +21,24 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
+import report
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-import report
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -43,47 +46,61 @@ AGENT = BENCH / "agent.py"
 RESULTS = BENCH / "results"
 LIBS = ("job", "pgqueuer", "procrastinate")
 JOB_TYPE = "bench_noop"
+PREFILL_CHUNK = 10_000  # jobs per bulk call when queueing jobs before a drain
 
 # -- settings per library ------------------------------------------------------------------
-# Worker configurations for the processing scenarios. The first one of each library is its
-# default; "best" marks the one used for latency, backlog and memory (chosen by sweeping the
-# documented knobs on this machine, see README.md). Each library's bulk spawn API is used to
-# pre-queue jobs.
+# Worker configurations for the processing scenario; the first of each library is its default.
+# Each library's "best" configuration, used by the other worker scenarios (100,000 jobs,
+# backlog, memory, profile), is the one with the highest median throughput at 10,000 jobs with
+# one worker in this run; "fallback" marks the one used when that has not been measured.
 
 WORKER_CONFIGS: dict[str, list[dict[str, Any]]] = {
     "job": [
         {"name": "default (max 50 / min 30)", "opts": {"max_jobs": 50, "min_jobs": 30}},
         {
-            "name": "max 200 / min 100",
-            "opts": {"max_jobs": 200, "min_jobs": 100},
-            "best": True,
+            "name": "max 500 / min 250",
+            "opts": {"max_jobs": 500, "min_jobs": 250},
+            "fallback": True,
         },
     ],
     "pgqueuer": [
         {"name": "default (1 manager, batch 10)", "opts": {"managers": 1, "batch_size": 10}},
         {"name": "1 manager, batch 100", "opts": {"managers": 1, "batch_size": 100}},
         {
-            "name": "5 managers, batch 10 (its benchmark tool's default)",
+            "name": "2 managers, batch 50",
+            "opts": {"managers": 2, "batch_size": 50},
+            "fallback": True,
+        },
+        {"name": "5 managers, batch 50", "opts": {"managers": 5, "batch_size": 50}},
+        {
+            "name": "5 managers, batch 10 (its benchmark's)",
             "opts": {"managers": 5, "batch_size": 10},
-            "best": True,
         },
     ],
     "procrastinate": [
-        {"name": "default (concurrency 1)", "opts": {"concurrency": 1}},
-        {
-            "name": "concurrency 30, pool 35",
-            "opts": {"concurrency": 30, "pool": 35},
-            "best": True,
-        },
+        {"name": "default (concurrency 1)", "opts": {"concurrency": 1}, "fallback": True},
+        {"name": "concurrency 30, pool 35", "opts": {"concurrency": 30, "pool": 35}},
     ],
 }
 
+# Budget (a full run in about 25 minutes on 2 cores): procrastinate, about ten times slower
+# than the others, drains 10,000 jobs once per configuration and worker count (not `--runs`
+# times) and skips 100,000 (its memory figure then comes from 10,000 jobs).
+SINGLE_RUN_LIBS = {"procrastinate"}
+SKIP_100K_LIBS = {"procrastinate"}
+BEST_SIZE = 10_000
 
-def best_config(lib: str) -> dict[str, Any]:
-    for cfg in WORKER_CONFIGS[lib]:
-        if cfg.get("best"):
-            return cfg
-    return WORKER_CONFIGS[lib][0]
+
+def best_config(ctx: Ctx, lib: str) -> dict[str, Any]:
+    """The configuration with the best median rate at 10,000 jobs, one worker, in this run."""
+    rates: dict[str, list[float]] = {}
+    for r in ctx.data.get("process", ctx.process_partial).get("results", []):
+        if r["lib"] == lib and r["workers"] == 1 and r["size"] == (ctx.sizes_run or [0])[0]:
+            rates.setdefault(r["config"], []).append(r["rate"])
+    if rates:
+        name = max(rates, key=lambda c: median(rates[c]))
+        return next(c for c in WORKER_CONFIGS[lib] if c["name"] == name)
+    return next((c for c in WORKER_CONFIGS[lib] if c.get("fallback")), WORKER_CONFIGS[lib][0])
 
 
 # How many jobs are still to be done, among the first `window` in the library's claim order.
@@ -118,49 +135,16 @@ REMAINING_SQL = {
     ),
 }
 
-# Fast SQL fills for the backlog scenario: the same rows each library's own spawn would write,
-# made with generate_series, in claim order (the first rows are the first to be claimed).
-FILL_SQL = {
-    "job": [
-        # UUIDv7-like ids (48-bit millisecond prefix) like the library's own new_job_id().
-        """CREATE TEMP TABLE fill AS
-           SELECT g, at, encode(overlay(uuid_send(gen_random_uuid())
-                     PLACING substring(int8send((extract(epoch FROM at) * 1000)::int8) FROM 3)
-                     FROM 1 FOR 6), 'hex')::uuid AS id
-           FROM (SELECT g, now() - interval '1 hour' + g * interval '1 microsecond' AS at
-                 FROM generate_series(1, %(n)s) AS g) AS s""",
-        """INSERT INTO jobs (id, job_type, config, tracing_context, created_at)
-           SELECT id, %(t)s, jsonb_build_object('n', g), NULL, at FROM fill ORDER BY g""",
-        """INSERT INTO job_executions (id, job_type, execute_at, scheduled_at, event_seq)
-           SELECT id, %(t)s, at, at, 2 FROM fill ORDER BY g""",
-        """INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
-           SELECT id, s, CASE s WHEN 1 THEN 'initialized' ELSE 'execution_scheduled' END,
-                  CASE s WHEN 1 THEN jsonb_build_object('job_type', %(t)s::text)
-                         ELSE jsonb_build_object('attempt', 1, 'scheduled_at', at) END, at
-           FROM fill CROSS JOIN generate_series(1, 2) AS s ORDER BY g, s""",
-        "DROP TABLE fill",
-    ],
-    "pgqueuer": [
-        """INSERT INTO pgqueuer (priority, entrypoint, payload, execute_after, status)
-           SELECT 0, %(t)s, convert_to(g::text, 'UTF8'), now() - interval '1 hour', 'queued'
-           FROM generate_series(1, %(n)s) AS g ORDER BY g""",
-        """INSERT INTO pgqueuer_log (job_id, status, entrypoint, priority)
-           SELECT id, 'queued', entrypoint, priority FROM pgqueuer ORDER BY id""",
-    ],
-    "procrastinate": [
-        # Its insert triggers add the 'deferred' event and the notifications, as for defer.
-        """INSERT INTO procrastinate_jobs (queue_name, task_name, priority, args, status)
-           SELECT 'bench', %(t)s, 0, jsonb_build_object('n', g), 'todo'
-           FROM generate_series(1, %(n)s) AS g ORDER BY g""",
-    ],
-}
-
-
 # -- subprocesses ----------------------------------------------------------------------------
 
 
 class AgentError(RuntimeError):
     pass
+
+
+# Environment of the agents: PYTHONPATH points at a copy of src/job taken when the run starts,
+# so that edits to src/ during a run (the install is editable) never mix two versions.
+AGENT_ENV: dict[str, str] = {}
 
 
 class Agent:
@@ -183,6 +167,7 @@ class Agent:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
                 cwd=str(BENCH),
+                env=AGENT_ENV or None,
                 limit=1 << 20,
             )
         self._reader = asyncio.create_task(self._read())
@@ -220,8 +205,10 @@ class Agent:
         return json.loads(" ".join(parts) or "{}")
 
     async def stop(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Ask for the final report; the process is killed on leaving ``agents()``."""
         self.send("STOP")
-        return await self.done(timeout)
+        parts = await self.expect("DONE", timeout)
+        return json.loads(" ".join(parts) or "{}")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
@@ -265,6 +252,19 @@ class Server:
 
     def dsn(self, dbname: str) -> str:
         return make_conninfo(**{**self.base, "dbname": dbname})
+
+    def cpu_seconds(self) -> dict[int, float]:
+        """CPU time (user + system) of each process of our own server, by pid; empty when
+        the server is not ours (JOB_BENCH_DSN) and so cannot be watched."""
+        if self.local is None:
+            return {}
+        pid_file = self.local.datadir / "postmaster.pid"
+        try:
+            postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+            procs = [postmaster, *postmaster.children()]
+        except (OSError, ValueError, psutil.Error):
+            return {}
+        return cpu_by_pid(procs)
 
     def scalar(self, query: str) -> Any:
         row = self.admin.execute(query).fetchone()  # type: ignore[arg-type]
@@ -319,7 +319,11 @@ class Ctx:
     libs: list[str]
     quick: bool
     sizes: list[int] | None
-    log: list[str]
+    workers: list[int]
+    log: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    process_partial: dict[str, Any] = field(default_factory=dict)
+    sizes_run: list[int] | None = None
 
     def say(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
@@ -334,7 +338,10 @@ async def run_agent(label: str, lib: str, command: str, dsn: str, opts: dict[str
 
 
 async def prefill(lib: str, dsn: str, count: int) -> float:
-    result = await run_agent(f"{lib}-prefill", lib, "prefill", dsn, {"count": count})
+    """Queue ``count`` no-op jobs through the library's own bulk API (calls of PREFILL_CHUNK
+    jobs), then settle the database; returns the seconds the queueing took."""
+    opts = {"count": count, "chunk": PREFILL_CHUNK}
+    result = await run_agent(f"{lib}-prefill-{count}", lib, "prefill", dsn, opts)
     await settle(dsn)
     return float(result["elapsed"])
 
@@ -349,15 +356,28 @@ async def window_bound(lib: str, dsn: str, window: int) -> dict[str, Any]:
 
 
 async def drain(
-    lib: str, dsn: str, opts: dict[str, Any], workers: int, window: int, label: str
+    server: Server,
+    lib: str,
+    dsn: str,
+    opts: dict[str, Any],
+    workers: int,
+    window: int,
+    label: str,
+    wrap: list[str] | None = None,
 ) -> dict[str, Any]:
     """Start ``workers`` worker processes on a pre-filled database, release them together and
-    wait until the first ``window`` jobs (claim order) are done, watching the database."""
+    wait until the first ``window`` jobs (claim order) are done, watching the database.
+
+    ``wrap`` prefixes the workers' command line (a profiler); they are then let exit."""
     params = await window_bound(lib, dsn, window)
     crew = [Agent(f"{label}-w{i}", lib, "worker", dsn, opts) for i in range(workers)]
+    for a in crew:
+        a.argv = [*(wrap or []), *a.argv]
     async with agents(*crew), await psycopg.AsyncConnection.connect(dsn, autocommit=True) as db:
         for a in crew:
             await a.expect("READY", timeout=120)
+        procs = [psutil.Process(a.proc.pid) for a in crew if a.proc is not None]
+        worker_cpu0, pg_cpu0 = cpu_by_pid(procs), server.cpu_seconds()
         for a in crew:
             a.send("GO")
         t0 = time.time()
@@ -375,6 +395,8 @@ async def drain(
             remaining = int(row[0]) if row else 0
             if remaining == 0:
                 t_end = t_query
+                worker_cpu = cpu_delta(worker_cpu0, cpu_by_pid(procs))
+                pg_cpu = cpu_delta(pg_cpu0, server.cpu_seconds()) if pg_cpu0 else None
                 break
             if t_query - t0 > 1800:
                 raise AgentError(f"{label}: {remaining} jobs still not done after 30 minutes")
@@ -384,14 +406,34 @@ async def drain(
             expected = remaining / rate if rate > 0 else 1.0
             sleep = min(max(expected / 4, 0.01), 0.25)
         stats = [await a.stop() for a in crew]
+        if wrap:
+            for a in crew:
+                assert a.proc is not None
+                await asyncio.wait_for(a.proc.wait(), 120)
     elapsed = t_end - t0
     return {
         "jobs": window,
         "elapsed": elapsed,
         "rate": window / elapsed,
+        "worker_cpu_us_per_job": worker_cpu / window * 1e6,
+        "pg_cpu_us_per_job": None if pg_cpu is None else pg_cpu / window * 1e6,
         "peak_rss_kb": [s.get("peak_rss_kb") for s in stats],
         "ready_rss_kb": [s.get("ready_rss_kb") for s in stats],
     }
+
+
+def cpu_by_pid(procs: list[psutil.Process]) -> dict[int, float]:
+    out = {}
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+    return out
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two snapshots; processes born in between count from zero."""
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -429,56 +471,67 @@ async def scenario_spawn(ctx: Ctx) -> dict[str, Any]:
 
 
 async def scenario_process(ctx: Ctx) -> dict[str, Any]:
-    """2. Processing throughput: pre-queued no-op jobs drained by 1 and 2 worker processes."""
-    sizes = ctx.sizes or ([2000] if ctx.quick else [10_000, 100_000])
-    out: dict[str, Any] = {"sizes": sizes, "results": []}
+    """2. Processing throughput: pre-queued no-op jobs drained by 1 and 2 worker processes.
+
+    The smallest size runs every configuration; larger sizes only each library's best one."""
+    sizes = ctx.sizes or ([2000] if ctx.quick else [BEST_SIZE, 100_000])
+    out: dict[str, Any] = {"sizes": sizes, "results": [], "best": {}}
+    ctx.process_partial, ctx.sizes_run = out, sizes
     for size in sizes:
+        if size != sizes[0]:
+            out["best"] = {lib: best_config(ctx, lib)["name"] for lib in ctx.libs}
         for run in range(ctx.runs):
             for lib in ctx.libs:
-                for cfg in WORKER_CONFIGS[lib]:
-                    for workers in (1, 2):
-                        if not include_process_case(lib, cfg, size, workers, run, ctx):
-                            continue
-                        label = f"{lib}-process-{size}-{cfg_slug(cfg)}-x{workers}-{run}"
-                        with ctx.server.fresh(f"tpl_{lib}") as dsn:
-                            fill = await prefill(lib, dsn, size)
-                            res = await drain(lib, dsn, cfg["opts"], workers, size, label)
-                        res.update(
-                            lib=lib, config=cfg["name"], workers=workers, size=size, run=run,
-                            prefill_seconds=fill,
-                        )  # fmt: skip
-                        out["results"].append(res)
-                        ctx.say(
-                            f"process {size:>6} {lib:13} {cfg['name'][:34]:34} x{workers}"
-                            f" run {run + 1}: {res['rate']:7.0f} jobs/s"
-                            f" (peak RSS {max(res['peak_rss_kb']) / 1024:.0f} MiB)"
-                        )
+                if run > 0 and lib in SINGLE_RUN_LIBS and not ctx.quick:
+                    continue
+                if size >= 100_000 and lib in SKIP_100K_LIBS:
+                    continue
+                configs = WORKER_CONFIGS[lib] if size == sizes[0] else [best_config(ctx, lib)]
+                for cfg in configs:
+                    for workers in ctx.workers:
+                        await process_case(ctx, out, lib, cfg, size, workers, run)
+    out["best"] = {lib: best_config(ctx, lib)["name"] for lib in ctx.libs}
     return out
+
+
+async def process_case(
+    ctx: Ctx, out: dict[str, Any], lib: str, cfg: dict[str, Any], size: int, workers: int, run: int
+) -> None:
+    label = f"{lib}-process-{size}-{cfg_slug(cfg)}-x{workers}-{run}"
+    with ctx.server.fresh(f"tpl_{lib}") as dsn:
+        fill = await prefill(lib, dsn, size)
+        res = await drain(ctx.server, lib, dsn, cfg["opts"], workers, size, label)
+    res.update(
+        lib=lib, config=cfg["name"], workers=workers, size=size, run=run, prefill_seconds=fill
+    )
+    out["results"].append(res)
+    ctx.say(
+        f"process {size:>6} {lib:13} {cfg['name'][:34]:34} x{workers}"
+        f" run {run + 1}: {res['rate']:7.0f} jobs/s"
+        f" (peak RSS {max(res['peak_rss_kb']) / 1024:.0f} MiB)"
+    )
 
 
 def cfg_slug(cfg: dict[str, Any]) -> str:
     return "-".join(f"{k}{v}" for k, v in sorted(cfg["opts"].items()))
 
 
-# The budget (a full run in about 25 minutes on 2 cores) does not allow every configuration at
-# 100,000 jobs: there only the best configuration of each library runs, and procrastinate, at
-# roughly one tenth of the others' speed, only once and with one worker process.
-def include_process_case(
-    lib: str, cfg: dict[str, Any], size: int, workers: int, run: int, ctx: Ctx
-) -> bool:
-    if size < 100_000 or ctx.quick:
-        return True
-    if not cfg.get("best"):
-        return False
-    if lib == "procrastinate":
-        return workers == 1 and run == 0
-    return True
+# At most this long per library and run: pgqueuer's psycopg driver answers in about a second
+# (see README.md), which would make 500 samples last 8 minutes.
+LATENCY_SECONDS_CAP = 20.0
+LATENCY_GAP = 0.015  # seconds between a job's start and the next spawn
 
 
 async def scenario_latency(ctx: Ctx) -> dict[str, Any]:
     """3. Pickup latency: an idle worker, one job spawned at a time, spawn return -> start."""
     samples, warmup = (100, 10) if ctx.quick else (500, 20)
-    out: dict[str, Any] = {"samples_per_run": samples, "warmup": warmup, "runs": {}}
+    out: dict[str, Any] = {
+        "samples_per_run": samples,
+        "warmup": warmup,
+        "gap_ms": LATENCY_GAP * 1000,
+        "cap_seconds": LATENCY_SECONDS_CAP,
+        "runs": {},
+    }
     for run in range(ctx.runs):
         for lib in ctx.libs:
             cfg = WORKER_CONFIGS[lib][0]  # the default configuration: latency is about idling
@@ -492,13 +545,16 @@ async def scenario_latency(ctx: Ctx) -> dict[str, Any]:
                     worker.send("GO")
                     await asyncio.sleep(1.0)  # let the worker reach its idle wait
                     lat: list[float] = []
+                    deadline = time.monotonic() + LATENCY_SECONDS_CAP
                     for n in range(warmup + samples):
+                        if time.monotonic() > deadline and len(lat) >= 20:
+                            break  # a slow library: fewer samples (the count is recorded)
                         producer.send(f"SPAWN {n}")
                         committed = float((await producer.expect("C", 30))[1])
                         started = float((await worker.expect("S", 30))[1])
                         if n >= warmup:
                             lat.append((started - committed) * 1000)
-                        await asyncio.sleep(0.02)  # idle again: outcome written, poller asleep
+                        await asyncio.sleep(LATENCY_GAP)  # idle again: outcome written
                     await producer.stop()
                     await worker.stop()
             out["runs"].setdefault(lib, []).append(lat)
@@ -509,31 +565,33 @@ async def scenario_latency(ctx: Ctx) -> dict[str, Any]:
     return out
 
 
+# Jobs drained per backlog measurement; procrastinate (about 200 jobs/s here) drains fewer.
+BACKLOG_WINDOW = {"procrastinate": 2000}
+
+
 async def scenario_backlog(ctx: Ctx) -> dict[str, Any]:
     """4. Backlog scaling: drain the first 10,000 jobs with 10,000 vs 1,000,000 pending."""
-    window = 2000 if ctx.quick else 10_000
-    backlogs = [window, 50_000] if ctx.quick else [window, 1_000_000]
-    out: dict[str, Any] = {"window": window, "backlogs": backlogs, "results": [], "fill": {}}
+    small, big = (2000, 50_000) if ctx.quick else (10_000, 1_000_000)
+    backlogs = [small, big]
+    windows = {lib: min(small, BACKLOG_WINDOW.get(lib, small)) for lib in ctx.libs}
+    out: dict[str, Any] = {"windows": windows, "backlogs": backlogs, "results": [], "fill": {}}
     for lib in ctx.libs:
         for backlog in backlogs:
             tpl = f"tpl_{lib}_{backlog}"
             ctx.server.create(tpl, f"tpl_{lib}")
             t0 = time.perf_counter()
-            async with await psycopg.AsyncConnection.connect(ctx.server.dsn(tpl)) as conn:
-                for stmt in FILL_SQL[lib]:
-                    await conn.execute(stmt, {"n": backlog, "t": JOB_TYPE})
-                await conn.commit()
-            await settle(ctx.server.dsn(tpl))
+            await prefill(lib, ctx.server.dsn(tpl), backlog)
             out["fill"][f"{lib}/{backlog}"] = time.perf_counter() - t0
             ctx.say(f"backlog {lib}: filled {backlog} rows in {time.perf_counter() - t0:.1f}s")
     try:
         for run in range(ctx.runs):
             for lib in ctx.libs:
-                cfg = best_config(lib)
+                cfg = best_config(ctx, lib)
                 for backlog in backlogs:
                     label = f"{lib}-backlog-{backlog}-{run}"
+                    window = windows[lib]
                     with ctx.server.fresh(f"tpl_{lib}_{backlog}") as dsn:
-                        res = await drain(lib, dsn, cfg["opts"], 1, window, label)
+                        res = await drain(ctx.server, lib, dsn, cfg["opts"], 1, window, label)
                     res.update(lib=lib, config=cfg["name"], backlog=backlog, run=run)
                     res["per_job_us"] = res["elapsed"] / window * 1e6
                     out["results"].append(res)
@@ -548,11 +606,130 @@ async def scenario_backlog(ctx: Ctx) -> dict[str, Any]:
     return out
 
 
+async def scenario_memory(ctx: Ctx) -> dict[str, Any]:
+    """5. Memory: peak RSS of one worker process draining 100,000 jobs at full concurrency.
+
+    Taken from the processing scenario's single-worker runs of the best configuration when
+    they exist, measured here (one run) otherwise. Libraries in SKIP_100K_LIBS drain 10,000."""
+    size = 20_000 if ctx.quick else 100_000
+    out: dict[str, Any] = {"size": size, "results": []}
+    done = ctx.data.get("process", {}).get("results", [])
+    for lib in ctx.libs:
+        cfg = best_config(ctx, lib)
+        lib_size = min(size, BEST_SIZE) if lib in SKIP_100K_LIBS else size
+        found = [
+            r
+            for r in done
+            if r["lib"] == lib and r["size"] == lib_size and r["workers"] == 1
+            and r["config"] == cfg["name"]
+        ]  # fmt: skip
+        if not found:
+            label = f"{lib}-memory-{lib_size}"
+            with ctx.server.fresh(f"tpl_{lib}") as dsn:
+                await prefill(lib, dsn, lib_size)
+                res = await drain(ctx.server, lib, dsn, cfg["opts"], 1, lib_size, label)
+            res.update(lib=lib, config=cfg["name"], workers=1, size=lib_size, run=0)
+            found = [res]
+        for r in found:
+            out["results"].append(
+                {
+                    "lib": lib,
+                    "config": r["config"],
+                    "size": lib_size,
+                    "peak_rss_kb": r["peak_rss_kb"][0],
+                    "ready_rss_kb": r["ready_rss_kb"][0],
+                    "run": r["run"],
+                }
+            )
+        peaks = [r["peak_rss_kb"][0] / 1024 for r in found]
+        ctx.say(f"memory {lib:13} peak RSS {median(peaks):.0f} MiB ({len(peaks)} runs)")
+    return out
+
+
+# Where a job worker's event loop spends its time: (label, regex on a stack's frames).
+PROFILE_GROUPS = [
+    ("claiming (Repository.claim, whole call)", r"Repository\.claim "),
+    ("writing outcomes (Repository.apply_outcomes, whole call)", r"Repository\.apply_outcomes "),
+    ("running jobs (Dispatcher._execute, without the outcome write)", r"Dispatcher\._execute "),
+    ("starting a task per job (TaskGroup.start_soon)", r"TaskGroup\.start_soon "),
+    ("psycopg: adapting parameters (PostgresQuery.dump)", r"PostgresQuery\.dump "),
+    ("psycopg: pool checkout/return", r"psycopg_pool/"),
+    ("opentelemetry (no SDK installed: no-op spans)", r"opentelemetry/|start_as_current_span"),
+    ("pydantic (config validation / dump)", r"pydantic"),
+    ("anyio Event objects", r"Event\.__new__ \(anyio"),
+    ("idle: waiting for the database (selector)", r"select \(selectors"),
+]
+PROFILE_SECONDS_MIN_JOBS = 100_000
+
+
+def analyse_profile(path: Path) -> dict[str, Any]:
+    import re
+
+    stacks: list[tuple[list[str], int]] = []
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if any("_run_once" in f for f in frames):  # the event loop thread, not stdin's
+            stacks.append((frames, int(count)))
+    total = sum(n for _, n in stacks) or 1
+    groups = []
+    for label, pattern in PROFILE_GROUPS:
+        rx = re.compile(pattern)
+        if label.startswith("running jobs"):
+            hit = sum(
+                n
+                for f, n in stacks
+                if any(rx.search(x) for x in f) and not any("OutcomeWriter" in x for x in f)
+            )
+        else:
+            hit = sum(n for f, n in stacks if any(rx.search(x) for x in f))
+        groups.append((label, hit / total * 100))
+    own: dict[str, int] = {}
+    for frames, n in stacks:
+        leaf = re.sub(r":\d+\)$", ")", frames[-1])
+        own[leaf] = own.get(leaf, 0) + n
+    top = sorted(own.items(), key=lambda kv: -kv[1])[:15]
+    return {
+        "samples": total,
+        "groups": groups,
+        "top_self": [(name, n / total * 100) for name, n in top],
+    }
+
+
+async def scenario_profile(ctx: Ctx) -> dict[str, Any]:
+    """Where a `job` worker's time goes: py-spy on one worker draining 100,000 jobs."""
+    size = 10_000 if ctx.quick else PROFILE_SECONDS_MIN_JOBS
+    cfg = best_config(ctx, "job")
+    py_spy = Path(sys.executable).parent / "py-spy"
+    raw = RESULTS / f"profile-job-{time.strftime('%Y%m%dT%H%M%S')}.txt"
+    out: dict[str, Any] = {"size": size, "config": cfg["name"], "rate_hz": 200}
+    out["raw"] = str(raw.relative_to(REPO))
+    if "job" not in ctx.libs:
+        return {**out, "error": "job not among --libs"}
+    if not py_spy.exists():
+        return {**out, "error": "py-spy is not installed in bench/.venv"}
+    wrap = [str(py_spy), "record", "-r", "200", "-f", "raw", "-o", str(raw), "--"]
+    with ctx.server.fresh("tpl_job") as dsn:
+        await prefill("job", dsn, size)
+        try:
+            res = await drain(ctx.server, "job", dsn, cfg["opts"], 1, size, "job-profile", wrap)
+        except AgentError as exc:
+            return {**out, "error": f"py-spy failed: {str(exc)[:500]}"}
+    if not raw.exists():
+        return {**out, "error": "py-spy wrote no output (ptrace not permitted?)"}
+    out.update(analyse_profile(raw), rate_under_profiler=res["rate"])
+    top = ", ".join(f"{name} {p:.0f}%" for name, p in out["groups"][:3])
+    ctx.say(f"profile job: {out['samples']} samples; {top}")
+    return out
+
+
 SCENARIOS = {
     "spawn": scenario_spawn,
     "process": scenario_process,
     "latency": scenario_latency,
     "backlog": scenario_backlog,
+    "memory": scenario_memory,
+    "profile": scenario_profile,
 }
 
 
@@ -571,12 +748,6 @@ def machine(server: Server) -> dict[str, Any]:
     for dist in ("job", "pgqueuer", "procrastinate", "psycopg", "psycopg-pool", "psycopg-binary"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
     return {
         "nproc": os.cpu_count(),
         "memory": first("/proc/meminfo", "MemTotal"),
@@ -590,8 +761,20 @@ def machine(server: Server) -> dict[str, Any]:
         },
         "server": "LocalPostgres (throwaway)" if server.local else "JOB_BENCH_DSN",
         "versions": versions,
-        "job_commit": commit,
+        "job_commit": job_commit(),
     }
+
+
+def job_commit() -> str:
+    """The commit of the `job` under test, with a mark if src/ has uncommitted changes."""
+
+    def git(*argv: str) -> str:
+        out = subprocess.run(["git", "-C", str(REPO), *argv], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "?"
+    dirty = git("status", "--porcelain", "--", "src", "pyproject.toml")
+    return f"{head}{' + uncommitted src changes' if dirty else ''}"
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -605,10 +788,30 @@ async def install_templates(ctx: Ctx) -> None:
         await settle(ctx.server.dsn(tpl))
 
 
+def snapshot_job_source() -> Path:
+    """Copy src/job for this run's agents (see AGENT_ENV)."""
+    root = Path(tempfile.mkdtemp(prefix="job-bench-src-"))
+    shutil.copytree(
+        REPO / "src" / "job", root / "job", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    AGENT_ENV.clear()
+    AGENT_ENV.update(os.environ)
+    AGENT_ENV["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p
+    )
+    return root
+
+
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
+    source = snapshot_job_source()
     server = Server(os.environ.get("JOB_BENCH_DSN"))
     ctx = Ctx(
-        server=server, runs=args.runs, libs=args.libs, quick=args.quick, sizes=args.sizes, log=[]
+        server=server,
+        runs=args.runs,
+        libs=args.libs,
+        quick=args.quick,
+        sizes=args.sizes,
+        workers=args.workers,
     )
     started = datetime.now(UTC)
     data: dict[str, Any] = {
@@ -625,13 +828,23 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         for name in args.scenarios:
             t0 = time.perf_counter()
             ctx.say(f"== scenario {name}")
-            data["scenarios"][name] = await SCENARIOS[name](ctx)
-            data["scenarios"][name]["seconds"] = time.perf_counter() - t0
+            load_before = os.getloadavg()
+            try:
+                result = await SCENARIOS[name](ctx)
+            except (AgentError, psycopg.Error, OSError) as exc:
+                # Keep going: the other scenarios and the report are still worth having.
+                ctx.say(f"scenario {name} FAILED: {exc}")
+                result = {"error": f"{type(exc).__name__}: {exc}"[-4000:]}
+            result["seconds"] = time.perf_counter() - t0
+            result["loadavg_before_after"] = [load_before, os.getloadavg()]
+            data["scenarios"][name] = ctx.data[name] = result
     finally:
         for lib in ctx.libs:
             server.drop(f"tpl_{lib}")
         server.close()
+        shutil.rmtree(source, ignore_errors=True)
     data["seconds"] = (datetime.now(UTC) - started).total_seconds()
+    data["job_commit_end"] = job_commit()  # src/ at the end (the run used the start's copy)
     return data
 
 
@@ -652,6 +865,12 @@ def main() -> None:
         "--sizes",
         type=lambda s: [int(x) for x in s.split(",")],
         help="processing scenario: queue sizes (default 10000,100000)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1, 2],
+        help="processing scenario: worker process counts (default 1,2)",
     )
     parser.add_argument(
         "--configs",
