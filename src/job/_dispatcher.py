@@ -116,7 +116,8 @@ class Dispatcher:
         self._on_finished = on_finished
         self._live: dict[UUID, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.running = 0
+        self.running = 0  # runs in progress (the capacity max_jobs_per_process bounds)
+        self.writing = 0  # runs that are over but whose outcome is not written yet
         self._idle = anyio.Event()
         self._idle.set()
 
@@ -125,7 +126,7 @@ class Dispatcher:
         """Ids of jobs with a run in progress in this process (heartbeats cover these)."""
         return list(self._live)
 
-    def start(self, row: ClaimedRow) -> None:
+    def start(self, row: ClaimedRow, traced: bool) -> None:
         """Count a claimed job as running, synchronously (before the next poll), and run it.
 
         Each run is a plain asyncio task tracked here rather than an anyio task-group child:
@@ -137,7 +138,7 @@ class Dispatcher:
         if self._idle.is_set():
             self._idle = anyio.Event()
         task = asyncio.get_running_loop().create_task(
-            self._execute_and_release(row), name=f"job-{row.job_type}-{row.id}"
+            self._execute_and_release(row, traced), name=f"job-{row.job_type}-{row.id}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -164,32 +165,38 @@ class Dispatcher:
             if stuck:
                 logger.error("%d job run(s) ignored cancellation at shutdown", len(stuck))
 
-    async def _execute_and_release(self, row: ClaimedRow) -> None:
+    async def _execute_and_release(self, row: ClaimedRow, traced: bool) -> None:
         released = False
 
         def release_slot() -> None:
             # The run is over: free its capacity slot now, before its outcome is written, so
             # the next claim overlaps this batch's outcome write instead of waiting for it.
-            # The id stays live (heartbeated) until the write is done.
+            # The id stays live (heartbeated) until the write is done; `writing` counts such
+            # runs so the poller can stop claiming when the writer falls behind.
             nonlocal released
             if not released:
                 released = True
                 self.running -= 1
+                self.writing += 1
                 if self.running == 0:
                     self._idle.set()
                 self._on_finished()
 
         try:
-            await self._execute(row, release_slot)
+            await self._execute(row, traced, release_slot)
         finally:
             release_slot()
+            self.writing -= 1
             count = self._live.pop(row.id, 1) - 1
             if count > 0:
                 self._live[row.id] = count
+            self._on_finished()
 
-    async def _execute(self, row: ClaimedRow, release_slot: Callable[[], None]) -> None:
+    async def _execute(
+        self, row: ClaimedRow, traced: bool, release_slot: Callable[[], None]
+    ) -> None:
         initializer = self._registry.get(row.job_type)
-        if tel.is_enabled():
+        if traced:
             span_cm: AbstractContextManager[Span] = tel.TRACER.start_as_current_span(
                 tel.SPAN_EXECUTE,
                 context=tel.context_from_carrier(row.tracing),

@@ -53,8 +53,17 @@ class Poller:
         self._wake.set()
 
     def on_job_finished(self) -> None:
-        if self._dispatcher.running < self._config.min_jobs_per_process:
+        if self._has_room():
             self._wake.set()
+
+    def _has_room(self) -> bool:
+        """Poll only below the low-water mark, and only while at most one full batch of
+        finished runs waits for its outcome write: claims may overlap the writer, but never
+        outrun it (else one worker would claim the whole backlog while its writes queue up)."""
+        return (
+            self._dispatcher.running < self._config.min_jobs_per_process
+            and self._dispatcher.writing < self._config.max_jobs_per_process
+        )
 
     def request_stop(self) -> None:
         self._stopping = True
@@ -117,16 +126,16 @@ class Poller:
         """
         now = self._clock.now()
         max_wait_at = now + self._config.max_poll_wait
-        running = self._dispatcher.running
-        if running >= self._config.min_jobs_per_process:
-            return max_wait_at  # a finishing job wakes us when we drop below the mark
-        limit = self._config.max_jobs_per_process - running
+        if not self._has_room():
+            return max_wait_at  # a finishing run or write wakes us when there is room
+        limit = self._config.max_jobs_per_process - self._dispatcher.running
         job_types = self._registry.job_types
         with tel.span(tel.SPAN_POLL, attributes={"job.poll.limit": limit}) as span:
             rows = await self._repo.claim(job_types, limit, now)
             span.set_attribute("job.poll.claimed", len(rows))
+        traced = tel.is_enabled()  # once per claim, not per job
         for row in rows:
-            self._dispatcher.start(row)
+            self._dispatcher.start(row, traced)
         if len(rows) == limit:
             return now
         next_due = await self._repo.next_due_at(job_types, now)

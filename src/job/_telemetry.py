@@ -31,12 +31,19 @@ SPAN_SHUTDOWN = "job.shutdown"
 NO_SPAN: AbstractContextManager[Span] = nullcontext(trace.INVALID_SPAN)
 
 
+_enabled = False
+
+
 def is_enabled() -> bool:
     """Whether an SDK tracer provider is installed. Without one every span is a no-op, but
     creating no-op spans still cost about a tenth of the per-job CPU (measured), so the
-    per-job paths skip them. Checked per call: a provider may be installed at any time."""
-    provider = trace.get_tracer_provider()
-    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    per-job paths skip them. A provider may be installed at any time, but never removed: once
+    seen, the answer is cached (the lookup reads os.environ while none is set)."""
+    global _enabled
+    if not _enabled:
+        provider = trace.get_tracer_provider()
+        _enabled = not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    return _enabled
 
 
 def span(name: str, **kwargs: Any) -> AbstractContextManager[Span]:

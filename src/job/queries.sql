@@ -109,7 +109,9 @@ WITH input AS (
 ), finished AS (
     DELETE FROM job_executions AS e
     USING input AS i
-    WHERE i.terminal AND e.id = i.id AND e.claim_token = i.claim_token AND e.state = 'running'
+    -- No state predicate: a matching claim_token implies running, and a state test here
+    -- made the planner scan every running row instead of probing the primary key.
+    WHERE i.terminal AND e.id = i.id AND e.claim_token = i.claim_token
     RETURNING e.id, i.claim_token, e.event_seq AS base_seq
 ), rescheduled AS (
     UPDATE job_executions AS e
@@ -123,7 +125,6 @@ WITH input AS (
         event_seq = e.event_seq + jsonb_array_length(i.events)
     FROM input AS i
     WHERE NOT i.terminal AND e.id = i.id AND e.claim_token = i.claim_token
-      AND e.state = 'running'
     RETURNING e.id, i.claim_token, e.event_seq - jsonb_array_length(i.events) AS base_seq
 ), applied AS (
     SELECT id, claim_token, base_seq FROM finished

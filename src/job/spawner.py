@@ -112,8 +112,12 @@ class JobSpawner(Generic[C]):
             new = [self._new_job(item, now) for item in items]
             await repo.insert_jobs(self._job_type, new, now, carrier, conn=conn)
             await self._announce(conn)
+        # Jobs spawned together share their (immutable) history events when due at the same
+        # time: building them per job was most of spawn_many's own Python time.
+        shared: dict[datetime, tuple[JobEvent, ...]] = {}
         return [
-            self._snapshot(item.config, n, now, None) for item, n in zip(items, new, strict=True)
+            self._snapshot(item.config, n, now, None, shared)
+            for item, n in zip(items, new, strict=True)
         ]
 
     async def spawn_unique(
@@ -221,10 +225,26 @@ class JobSpawner(Generic[C]):
         else:
             self._jobs._announce_ready(self._job_type, payload)
 
-    def _snapshot(self, config: C, new: NewJob, now: datetime, unique_key: str | None) -> Job[C]:
-        initialized: dict[str, Any] = {"job_type": self._job_type}
-        if unique_key is not None:
-            initialized["unique_key"] = unique_key
+    def _snapshot(
+        self,
+        config: C,
+        new: NewJob,
+        now: datetime,
+        unique_key: str | None,
+        shared: dict[datetime, tuple[JobEvent, ...]] | None = None,
+    ) -> Job[C]:
+        events = None if shared is None else shared.get(new.execute_at)
+        if events is None:
+            initialized: dict[str, Any] = {"job_type": self._job_type}
+            if unique_key is not None:
+                initialized["unique_key"] = unique_key
+            scheduled = {"attempt": 1, "scheduled_at": new.execute_at.isoformat()}
+            events = (
+                JobEvent(1, "initialized", initialized, now),
+                JobEvent(2, "execution_scheduled", scheduled, now),
+            )
+            if shared is not None:
+                shared[new.execute_at] = events
         return Job(
             id=new.id,
             job_type=self._job_type,
@@ -234,13 +254,5 @@ class JobSpawner(Generic[C]):
             execute_at=new.execute_at,
             unique_key=unique_key,
             created_at=now,
-            events=(
-                JobEvent(1, "initialized", initialized, now),
-                JobEvent(
-                    2,
-                    "execution_scheduled",
-                    {"attempt": 1, "scheduled_at": new.execute_at.isoformat()},
-                    now,
-                ),
-            ),
+            events=events,
         )
