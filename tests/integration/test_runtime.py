@@ -188,3 +188,34 @@ async def test_async_context_manager_lifecycle(db_dsn):
         assert (await jobs.await_completion(job.id, timeout=10)).is_terminal
     with pytest.raises(NotStartedError):
         await jobs.find(job.id)
+
+
+async def test_claims_never_outrun_a_stalled_outcome_writer(make_jobs, db_dsn, monkeypatch):
+    """Regression: runs free their slot before their outcome is written, but while writes are
+    stalled the poller must stop claiming; one worker must not claim the whole backlog."""
+    from job._repository import Repository
+
+    gate = anyio.Event()
+    stalled = anyio.Event()
+    original = Repository.apply_outcomes
+
+    async def stalled_apply(self, writes, now, conn=None):
+        stalled.set()
+        await gate.wait()
+        return await original(self, writes, now, conn)
+
+    jobs = await make_jobs(max_jobs_per_process=10, min_jobs_per_process=5)
+    spawner = jobs.add_initializer(FnInitializer("stall", complete))
+    created = await spawner.spawn_many([Cfg(n=i) for i in range(300)])
+    monkeypatch.setattr(Repository, "apply_outcomes", stalled_apply)
+    await jobs.start_poll()
+    await stalled.wait()
+    for _ in range(5):
+        await jobs.wait_for_poll()
+    (claimed,) = await execute(
+        db_dsn, "SELECT count(*) FROM job_executions WHERE state = 'running'"
+    )
+    assert claimed[0] <= 20  # at most max_jobs running + max_jobs awaiting their write
+    gate.set()
+    for job in created:
+        await jobs.await_completion(job.id, timeout=30)
