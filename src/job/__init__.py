@@ -20,7 +20,6 @@ from job.errors import (
     MigrationError,
     NotStartedError,
     RegistryClosedError,
-    UnknownJobTypeError,
 )
 from job.outcome import (
     Complete,
@@ -69,6 +68,5 @@ __all__ = [
     "RetryLater",
     "RetrySettings",
     "UniqueSpawn",
-    "UnknownJobTypeError",
     "new_job_id",
 ]

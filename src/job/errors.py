@@ -8,7 +8,6 @@ All of them derive from :class:`JobError`::
     ├── DatabaseError           the database failed or could not be reached (has .sqlstate)
     ├── DuplicateJobError       a job with this id already exists
     ├── JobNotFoundError        no job with this id
-    ├── UnknownJobTypeError     no initializer is registered for a job type
     ├── JobConfigError          a job config could not be serialized or validated
     ├── NotStartedError         the service is not running (or was shut down)
     ├── RegistryClosedError     an initializer was added after polling started
@@ -34,7 +33,6 @@ __all__ = [
     "MigrationError",
     "NotStartedError",
     "RegistryClosedError",
-    "UnknownJobTypeError",
 ]
 
 
@@ -83,14 +81,6 @@ class JobNotFoundError(JobError):
     def __init__(self, job_id: UUID) -> None:
         super().__init__(f"no job with id {job_id}")
         self.job_id = job_id
-
-
-class UnknownJobTypeError(JobError):
-    """No initializer is registered for this job type."""
-
-    def __init__(self, job_type: str) -> None:
-        super().__init__(f"no initializer is registered for job type {job_type!r}")
-        self.job_type = job_type
 
 
 class JobConfigError(JobError):
