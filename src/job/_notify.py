@@ -22,7 +22,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from uuid import UUID
 
 import anyio
 import psycopg
@@ -47,14 +46,12 @@ class Notifier:
         *,
         connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]],
         on_ready: Callable[[str], None],
-        on_terminal: Callable[[list[UUID]], None],
         registered_types: Callable[[], list[str]],
     ) -> None:
         self._repo = repo
         self._registered_types = registered_types
         self._connect = connect
         self._on_ready = on_ready
-        self._on_terminal = on_terminal
         self._pending: set[str] = set()
         self._sent_at: dict[str, float] = {}  # payload -> monotonic time it was last sent
         self._wake = anyio.Event()
@@ -142,7 +139,5 @@ class Notifier:
             kind = message["type"]
             if kind == "execution_ready":
                 self._on_ready(str(message["job_type"]))
-            elif kind == "job_terminal":
-                self._on_terminal([UUID(i) for i in message["ids"]])
         except (ValueError, KeyError, TypeError):
             logger.warning("ignoring malformed job notification: %r", payload)

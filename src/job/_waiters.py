@@ -1,7 +1,7 @@
 """Callers waiting for jobs to reach a terminal state.
 
 Completions in this process resolve waiters at once; completions elsewhere are found by a
-periodic sweep (one query for all waiters) or a ``job_terminal`` notification.
+periodic sweep (one query for all waiters).
 """
 
 from __future__ import annotations

@@ -163,7 +163,6 @@ class Jobs:
             repo,
             connect=lambda: self._listen_connection(pool),
             on_ready=self._on_ready,
-            on_terminal=self._waiters.resolve,
             registered_types=lambda: self._registry.job_types,
         )
         started = anyio.Event()

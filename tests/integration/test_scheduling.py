@@ -47,6 +47,14 @@ async def wait_for_event_count(jobs, job_id, count: int, timeout: float = 10):
     return snapshot
 
 
+async def wait_past_attempt(jobs, job_id, attempt: int, timeout: float = 10):
+    """Poll (bounded) until the job's failed attempt `attempt` has been written."""
+    with anyio.fail_after(timeout):
+        while (snapshot := await jobs.find(job_id)).attempt == attempt:
+            await jobs.wait_for_poll()
+    return snapshot
+
+
 async def test_job_scheduled_ahead_runs_only_once_the_clock_passes_it(make_jobs, manual_clock):
     """spawn(at=+60s) does not run at +59s, runs after +61s, and sees a clock >= its time."""
     clock, controller = manual_clock
@@ -120,8 +128,7 @@ async def test_backoff_follows_retry_settings_under_jitter(make_jobs, manual_clo
     for attempt in (1, 2, 3):
         await gate.wait_runs(attempt)
         failed_at = gate.runs[-1][1]
-        while (snapshot := await jobs.find(job.id)).attempt == attempt:
-            await jobs.wait_for_poll()
+        snapshot = await wait_past_attempt(jobs, job.id, attempt)
         assert snapshot.state is JobState.PENDING
         assert snapshot.attempt == attempt + 1
         base = timedelta(seconds=10 * 2 ** (attempt - 1))
@@ -158,8 +165,7 @@ async def test_retry_later_counts_as_an_attempt_with_explicit_delay(make_jobs, m
     await jobs.start_poll()
     job = await spawner.spawn(Cfg())
     await gate.wait_runs(1)
-    while (snapshot := await jobs.find(job.id)).attempt == 1:
-        await jobs.wait_for_poll()
+    snapshot = await wait_past_attempt(jobs, job.id, 1)
     assert snapshot.execute_at == gate.runs[0][1] + timedelta(minutes=5)
     assert snapshot.last_error == "upstream busy"
     await controller.advance(timedelta(minutes=5))
@@ -241,8 +247,7 @@ async def test_attempt_counter_resets_after_a_healthy_gap(make_jobs, manual_cloc
     await jobs.start_poll()
     job = await spawner.spawn(Cfg())
     await gate.wait_runs(1)
-    while (await jobs.find(job.id)).attempt == 1:
-        await jobs.wait_for_poll()
+    await wait_past_attempt(jobs, job.id, 1)
     await controller.advance(timedelta(seconds=10))
     await gate.wait_runs(2)
     await controller.advance(timedelta(seconds=31))  # 31 s > 3 x 10 s after it was due
@@ -269,8 +274,7 @@ async def test_no_reset_when_the_failure_follows_quickly(make_jobs, manual_clock
     await jobs.start_poll()
     job = await spawner.spawn(Cfg())
     await gate.wait_runs(1)
-    while (await jobs.find(job.id)).attempt == 1:
-        await jobs.wait_for_poll()
+    await wait_past_attempt(jobs, job.id, 1)
     await controller.advance(timedelta(seconds=10))
     done = await jobs.await_completion(job.id, timeout=10)
     assert done.state is JobState.ERRORED
