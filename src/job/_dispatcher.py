@@ -22,11 +22,13 @@ from opentelemetry.trace import Span, SpanKind
 from psycopg_pool import AsyncConnectionPool
 
 from job import _telemetry as tel
-from job._outcomes import OutcomeWriter, WriteResult
+from job._outcomes import OutcomeRejectedError, OutcomeWriter, WriteResult
 from job._registry import Registry
 from job._repository import ClaimedRow, OutcomeWrite, Repository
 from job.clock import ClockHandle
 from job.current import CurrentJob
+from job.errors import RunTimeoutError, ScheduleError
+from job.limits import check_time, storable_text
 from job.outcome import (
     Complete,
     JobCompletion,
@@ -65,6 +67,63 @@ def _retry_settings(initializer: Any) -> RetrySettings:
     return settings if isinstance(settings, RetrySettings) else RetrySettings()
 
 
+def _reschedule_time(
+    outcome: RescheduleAt | RescheduleIn | RescheduleNow, now: datetime
+) -> datetime:
+    """When a rescheduled job runs next; ScheduleError if that is outside the stored range."""
+    if isinstance(outcome, RescheduleAt):
+        return check_time(outcome.at, "RescheduleAt.at")
+    if isinstance(outcome, RescheduleIn):
+        try:
+            at = now + outcome.delay
+        except OverflowError:
+            raise ScheduleError(
+                f"RescheduleIn({outcome.delay!r}) is past the latest time jobs can be scheduled at"
+            ) from None
+        return check_time(at, "RescheduleIn's due time")
+    return now
+
+
+async def _run_with_timeout(
+    runner: Any, current: CurrentJob[Any], timeout: timedelta | None
+) -> JobCompletion:
+    """Run the runner, bounded by its type's ``timeout()`` (wall clock) if it has one."""
+    if timeout is None:
+        outcome = await runner.run(current)
+    else:
+        try:
+            async with asyncio.timeout(timeout.total_seconds()) as scope:
+                outcome = await runner.run(current)
+        except TimeoutError:
+            if scope.expired():
+                raise RunTimeoutError(timeout) from None
+            raise
+        if scope.expired():  # the runner swallowed its cancellation and returned anyway
+            raise RunTimeoutError(timeout)
+    if not isinstance(outcome, _OUTCOME_TYPES):
+        raise TypeError(
+            f"{type(runner).__name__}.run() returned {outcome!r}, not an"
+            " outcome (Complete, RetryLater, RescheduleAt, RescheduleIn,"
+            " RescheduleNow)"
+        )
+    return outcome
+
+
+def _errored_event(
+    attempt: int, message: str, error_type: str, level: str, will_retry: bool
+) -> dict[str, Any]:
+    return {
+        "type": "execution_errored",
+        "data": {
+            "attempt": attempt,
+            "error": message,
+            "error_type": error_type,
+            "level": level,
+            "will_retry": will_retry,
+        },
+    }
+
+
 class _Failure:
     """Why an attempt failed: an exception, or a RetryLater the runner returned."""
 
@@ -78,14 +137,18 @@ class _Failure:
         delay: timedelta | None = None,
         panicked: bool = False,
     ) -> None:
-        self.message = message
-        self.error_type = error_type
+        # Runner-controlled text: made storable here, the one place failures are built.
+        self.message = storable_text(message)
+        self.error_type = storable_text(error_type, limit=200)
         self.delay = delay
         self.panicked = panicked
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> _Failure:
-        text = str(exc)
+        try:
+            text = str(exc)
+        except Exception:  # a hostile __str__ must not lose the failure
+            text = "<the exception's str() raised>"
         message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         # A BaseException that is not an Exception is this library's "panic".
         return cls(message, type(exc).__qualname__, panicked=not isinstance(exc, Exception))
@@ -210,11 +273,16 @@ class Dispatcher:
         else:
             span_cm = tel.NO_SPAN
         with span_cm as span:
+            started_at = self._clock.now()
             settings: RetrySettings | None = None  # only needed on failure or a retry
             current: CurrentJob[Any] | None = None
             try:
                 if initializer is None:  # claims are limited to registered types
                     raise LookupError(f"no initializer for job type {row.job_type!r}")
+                if row.execute_at is None or row.scheduled_at is None:
+                    release_slot()
+                    await self._fail_unreadable(row)
+                    return
                 if row.attempt > 1:
                     settings = initializer.retry_settings()
                 if (
@@ -232,6 +300,7 @@ class Dispatcher:
                             "AttemptsExhausted",
                         ),
                         RetrySettings(n_attempts=1),
+                        started_at,
                     )
                     return
                 config = initializer.config_type.model_validate_json(row.config_json)
@@ -246,13 +315,7 @@ class Dispatcher:
                     pool=self._pool,
                     shutdown=self._shutdown,
                 )
-                outcome = await runner.run(current)
-                if not isinstance(outcome, _OUTCOME_TYPES):
-                    raise TypeError(
-                        f"{type(runner).__name__}.run() returned {outcome!r}, not an"
-                        " outcome (Complete, RetryLater, RescheduleAt, RescheduleIn,"
-                        " RescheduleNow)"
-                    )
+                outcome = await _run_with_timeout(runner, current, initializer.timeout())
             except BaseException as exc:
                 if current is not None:
                     with anyio.CancelScope(shield=True):
@@ -263,11 +326,13 @@ class Dispatcher:
                 failure = _Failure.from_exception(exc)
                 tel.record_error(span, exc, level="ERROR" if failure.panicked else "WARN")
                 span.set_attribute("conclusion", "Error")
-                await self._fail(row, failure, settings or _retry_settings(initializer))
+                await self._fail(
+                    row, failure, settings or _retry_settings(initializer), started_at
+                )
                 return
             release_slot()
             span.set_attribute("conclusion", type(outcome).__name__)
-            await self._conclude(row, outcome, current, initializer)
+            await self._conclude(row, outcome, current, initializer, started_at)
 
     async def _conclude(
         self,
@@ -275,11 +340,12 @@ class Dispatcher:
         outcome: JobCompletion,
         current: CurrentJob[Any],
         initializer: Any,
+        started_at: datetime,
     ) -> None:
         if isinstance(outcome, RetryLater):
             await current._finish_transaction(commit=False)
             failure = _Failure(outcome.reason, "RetryLater", delay=outcome.delay)
-            await self._fail(row, failure, _retry_settings(initializer))
+            await self._fail(row, failure, _retry_settings(initializer), started_at)
             return
         now = self._clock.now()
         if isinstance(outcome, Complete):
@@ -297,12 +363,13 @@ class Dispatcher:
             )
         else:
             span_name = tel.SPAN_RESCHEDULE
-            if isinstance(outcome, RescheduleAt):
-                at = outcome.at
-            elif isinstance(outcome, RescheduleIn):
-                at = now + outcome.delay
-            else:
-                at = now
+            try:
+                at = _reschedule_time(outcome, now)
+            except ScheduleError as exc:
+                await current._finish_transaction(commit=False)
+                failure = _Failure.from_exception(exc)
+                await self._fail(row, failure, _retry_settings(initializer), started_at)
+                return
             write = OutcomeWrite(
                 row.id,
                 row.claim_token,
@@ -321,9 +388,11 @@ class Dispatcher:
             if write.execute_at is not None:
                 span.set_attribute("job.reschedule_at", _iso(write.execute_at))
             if current._open_transaction is None:
-                self._log_unwritten(row, await self._writer.submit(write))
+                await self._submit(row, write, initializer, started_at)
                 return
-            committed = await self._apply_in_runner_transaction(row, write, current, initializer)
+            committed = await self._apply_in_runner_transaction(
+                row, write, current, initializer, started_at
+            )
             if committed is False:
                 self._log_unwritten(row, WriteResult.FENCED)
 
@@ -333,6 +402,7 @@ class Dispatcher:
         write: OutcomeWrite,
         current: CurrentJob[Any],
         initializer: Any,
+        started_at: datetime,
     ) -> bool | None:
         """Write the outcome into the runner's own transaction and commit both together.
 
@@ -351,7 +421,7 @@ class Dispatcher:
                 await current._finish_transaction(commit=False)
             failure = _Failure.from_exception(exc)
             failure.message = f"committing the runner's transaction failed: {failure.message}"
-            await self._fail(row, failure, _retry_settings(initializer))
+            await self._fail(row, failure, _retry_settings(initializer), started_at)
             return None
         if applied:
             if write.terminal:
@@ -360,12 +430,55 @@ class Dispatcher:
                 self._on_rescheduled()
         return applied
 
-    async def _fail(self, row: ClaimedRow, failure: _Failure, settings: RetrySettings) -> None:
+    async def _submit(
+        self,
+        row: ClaimedRow,
+        write: OutcomeWrite,
+        initializer: Any,
+        started_at: datetime,
+    ) -> None:
+        """Hand a write to the batched writer. If the database refuses this one item, its run
+        is recorded as a failed attempt saying why (the rest of its batch is unaffected)."""
+        try:
+            self._log_unwritten(row, await self._writer.submit(write))
+        except OutcomeRejectedError as exc:
+            failure = _Failure(f"the outcome could not be stored: {exc}", "OutcomeRejected")
+            await self._fail(row, failure, _retry_settings(initializer), started_at)
+
+    async def _fail_unreadable(self, row: ClaimedRow) -> None:
+        """A row whose stored schedule cannot be read (written outside this library): end it
+        as errored, saying why, instead of letting it fail every poll."""
+        message = storable_text(
+            "the job's stored due time cannot be represented (outside years 1-9999);"
+            " it was written outside this library or by a release without time checks"
+        )
+        write = OutcomeWrite(
+            row.id,
+            row.claim_token,
+            terminal=True,
+            execute_at=None,
+            attempt=row.attempt,
+            events=[
+                _errored_event(row.attempt, message, "UnreadableSchedule", "ERROR", False),
+                {"type": "job_completed", "data": {"state": "errored"}},
+            ],
+        )
+        logger.error("job %s (%s): %s", row.id, row.job_type, message)
+        await self._write_failure(row, write)
+
+    async def _fail(
+        self,
+        row: ClaimedRow,
+        failure: _Failure,
+        settings: RetrySettings,
+        started_at: datetime,
+    ) -> None:
         now = self._clock.now()
         decision = settings.decide(
             attempt=row.attempt,
-            schedule_written_at=row.scheduled_at,
-            execute_at=row.execute_at,
+            schedule_written_at=row.scheduled_at or now,
+            execute_at=row.execute_at or now,
+            started_at=started_at,
             now=now,
             delay=failure.delay,
         )
@@ -374,16 +487,9 @@ class Dispatcher:
         if decision.reset:
             events.append({"type": "attempt_counter_reset", "data": {}})
         events.append(
-            {
-                "type": "execution_errored",
-                "data": {
-                    "attempt": row.attempt,
-                    "error": failure.message,
-                    "error_type": failure.error_type,
-                    "level": level,
-                    "will_retry": decision.will_retry,
-                },
-            }
+            _errored_event(
+                row.attempt, failure.message, failure.error_type, level, decision.will_retry
+            )
         )
         if decision.will_retry:
             assert decision.retry_at is not None
@@ -437,7 +543,22 @@ class Dispatcher:
                 else "giving up",
                 extra={"job_id": str(row.id), "job_type": row.job_type},
             )
+            await self._write_failure(row, write)
+
+    async def _write_failure(self, row: ClaimedRow, write: OutcomeWrite) -> None:
+        try:
             self._log_unwritten(row, await self._writer.submit(write))
+        except OutcomeRejectedError:
+            # Even the sanitized failure record was refused: nothing more can be stored for
+            # this run. Lost-job recovery runs the job again (its attempt counts up).
+            logger.error(
+                "job %s (%s): its failure could not be stored either; lost-job recovery will"
+                " run it again",
+                row.id,
+                row.job_type,
+                exc_info=True,
+                extra={"job_id": str(row.id), "job_type": row.job_type},
+            )
 
     def _log_unwritten(self, row: ClaimedRow, result: WriteResult) -> None:
         # FAILED was already logged by the writer, with the database error.

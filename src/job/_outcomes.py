@@ -3,16 +3,19 @@
 Runs that finish while a write is in flight are gathered into the next single statement
 (``apply_outcomes``): no timer, no added latency when idle, one round trip per batch under load.
 Every row stays fenced by its own claim token. A transient database failure is retried with
-backoff while the runs' ids stay live (so their heartbeats continue); anything else is logged
-and left to lost-job recovery.
+backoff, for a bounded time, while the runs' ids stay live (so their heartbeats continue). A
+value the database refuses fails only its own item: the batch is bisected and the refused
+outcome handed back to its run as ``OutcomeRejectedError``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import Enum
 from uuid import UUID
 
@@ -33,6 +36,11 @@ class WriteResult(Enum):
     FAILED = "failed"  # the write was given up on: lost-job recovery will run the job again
 
 
+class OutcomeRejectedError(DatabaseError):
+    """The database refused this one outcome (a value it cannot store); the rest of its batch
+    was written. The run should be recorded as failed instead."""
+
+
 @dataclass(slots=True)
 class _Pending:
     write: OutcomeWrite
@@ -47,11 +55,14 @@ class OutcomeWriter:
         clock: ClockHandle,
         on_terminal: Callable[[list[UUID]], None],
         on_rescheduled: Callable[[], None],
+        *,
+        give_up_after: timedelta = timedelta(minutes=5),
     ) -> None:
         self._repo = repo
         self._clock = clock
         self._on_terminal = on_terminal
         self._on_rescheduled = on_rescheduled
+        self._give_up_after = give_up_after.total_seconds()
         self._queue: list[_Pending] = []
         self._wake = anyio.Event()
         self._in_flight = 0
@@ -60,7 +71,10 @@ class OutcomeWriter:
         self._closing = False
 
     async def submit(self, write: OutcomeWrite) -> WriteResult:
-        """Queue one outcome and wait until it is written (or given up on)."""
+        """Queue one outcome and wait until it is written (or given up on).
+
+        Raises OutcomeRejectedError if the database refused this outcome itself.
+        """
         pending = _Pending(write, asyncio.get_running_loop().create_future())
         self._queue.append(pending)
         if self._idle.is_set():
@@ -90,47 +104,74 @@ class OutcomeWriter:
                     for pending in batch:
                         if not pending.done.done():
                             pending.done.set_result(WriteResult.FAILED)
+                del batch  # hold nothing of a finished run while idle
             self._idle.set()
 
     async def _write(self, batch: list[_Pending]) -> None:
-        """Write one batch. Never raises: this task must outlive any one bad batch."""
+        """Write one batch. Never raises: this task must outlive any one bad batch.
+
+        A transient failure (connection lost, server restarting, pool exhausted) is retried
+        with backoff for up to ``give_up_after`` (then lost-job recovery takes over; a late
+        write would be fenced off anyway). Any other failure is about the data: the batch is
+        split in halves until the item(s) the database refuses are alone, so one bad outcome
+        never fails or delays the others.
+        """
+        try:
+            applied = await self._apply_retrying([p.write for p in batch])
+        except DatabaseError as exc:
+            if exc.is_retryable:
+                logger.error(
+                    "job outcome write failed for %d job(s); lost-job recovery will"
+                    " run them again",
+                    len(batch),
+                    exc_info=True,
+                )
+                return
+            if len(batch) > 1:
+                middle = len(batch) // 2
+                await self._write(batch[:middle])
+                await self._write(batch[middle:])
+                return
+            (pending,) = batch
+            if not pending.done.done():
+                pending.done.set_exception(OutcomeRejectedError(str(exc), sqlstate=exc.sqlstate))
+            return
+        except Exception:  # a bug, not the database: never kill the writer
+            logger.error("job outcome write crashed for %d job(s)", len(batch), exc_info=True)
+            return
+        self._resolve(batch, applied)
+
+    async def _apply_retrying(self, writes: list[OutcomeWrite]) -> set[tuple[UUID, UUID]]:
         failures = 0
+        deadline = time.monotonic() + self._give_up_after
         while True:
             try:
-                applied = await self._repo.apply_outcomes(
-                    [p.write for p in batch], self._clock.now()
-                )
-            except Exception as exc:
+                return await self._repo.apply_outcomes(writes, self._clock.now())
+            except DatabaseError as exc:
                 failures += 1
-                retryable = isinstance(exc, DatabaseError) and exc.is_retryable
-                if not retryable or (self._closing and failures > 3):
-                    logger.error(
-                        "job outcome write failed for %d job(s); lost-job recovery will"
-                        " run them again",
-                        len(batch),
-                        exc_info=True,
-                    )
-                    return
-                logger.warning("job outcome write failed (%s); retrying", exc)
-                await anyio.sleep(min(0.05 * 2**failures, 5.0))
-                continue
-            terminal = []
-            rescheduled = False
-            for pending in batch:
-                if (pending.write.id, pending.write.claim_token) in applied:
-                    result = WriteResult.APPLIED
-                    if pending.write.terminal:
-                        terminal.append(pending.write.id)
-                    else:
-                        rescheduled = True
+                out_of_time = time.monotonic() >= deadline or (self._closing and failures > 3)
+                if not exc.is_retryable or out_of_time:
+                    raise
+                logger.warning("job outcome write failed (%s); retrying (%d)", exc, failures)
+                await anyio.sleep(min(0.05 * 2**failures, 2.0))
+
+    def _resolve(self, batch: list[_Pending], applied: set[tuple[UUID, UUID]]) -> None:
+        terminal = []
+        rescheduled = False
+        for pending in batch:
+            if (pending.write.id, pending.write.claim_token) in applied:
+                result = WriteResult.APPLIED
+                if pending.write.terminal:
+                    terminal.append(pending.write.id)
                 else:
-                    result = WriteResult.FENCED
-                if not pending.done.done():  # cancelled if its run was cancelled meanwhile
-                    pending.done.set_result(result)
-            if terminal:
-                self._on_terminal(terminal)
-            if rescheduled:
-                # The run's slot was freed before this write; a poll since then could not see
-                # the row as pending. Poll again now that it is.
-                self._on_rescheduled()
-            return
+                    rescheduled = True
+            else:
+                result = WriteResult.FENCED
+            if not pending.done.done():  # cancelled if its run was cancelled meanwhile
+                pending.done.set_result(result)
+        if terminal:
+            self._on_terminal(terminal)
+        if rescheduled:
+            # The run's slot was freed before this write; a poll since then could not see
+            # the row as pending. Poll again now that it is.
+            self._on_rescheduled()

@@ -17,7 +17,8 @@ from uuid import UUID
 
 import psycopg
 import psycopg.errors
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg.types.datetime import TimestamptzBinaryLoader, TimestamptzLoader
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from job import _queries as q
@@ -37,15 +38,51 @@ async def translate_errors() -> AsyncIterator[None]:
             f"a job with this id already exists ({exc.diag.message_detail or exc})"
         ) from exc
     except PoolTimeout as exc:
-        raise DatabaseError(f"no database connection available: {exc}") from exc
+        raise DatabaseError(f"no database connection available: {exc}", transient=True) from exc
     except PoolClosed as exc:
         raise NotStartedError("the job service's connection pool is closed") from exc
     except psycopg.Error as exc:
+        sqlstate = getattr(exc, "sqlstate", None)
+        # An OperationalError without a SQLSTATE is the connection itself failing (server
+        # gone, socket closed): the same statement may well succeed on a new connection.
+        transient = sqlstate is None and isinstance(
+            exc, psycopg.OperationalError | psycopg.InterfaceError
+        )
         raise DatabaseError(
-            f"database error: {exc}".strip(), sqlstate=getattr(exc, "sqlstate", None)
+            f"database error: {exc}".strip(), sqlstate=sqlstate, transient=transient
         ) from exc
     except OSError as exc:  # the pool's connect may surface socket errors
-        raise DatabaseError(f"database unreachable: {exc}") from exc
+        raise DatabaseError(f"database unreachable: {exc}", transient=True) from exc
+
+
+class _LenientTimestamptzLoader(TimestamptzLoader):
+    """Reads a timestamptz Python cannot represent (after 9999 or BC) as None, not an error.
+
+    Such a row can only come from outside this library (spawns validate their times), but
+    one of them must not make every poll that touches it fail: the caller isolates it."""
+
+    def load(self, data: Any) -> datetime | None:  # type: ignore[override]
+        try:
+            return super().load(data)
+        except psycopg.DataError:
+            return None
+
+
+class _LenientTimestamptzBinaryLoader(TimestamptzBinaryLoader):
+    __doc__ = _LenientTimestamptzLoader.__doc__
+
+    def load(self, data: Any) -> datetime | None:  # type: ignore[override]
+        try:
+            return super().load(data)
+        except psycopg.DataError:
+            return None
+
+
+def _lenient_cursor(conn: AsyncConnection[Any]) -> AsyncCursor[Any]:
+    cur = conn.cursor()
+    cur.adapters.register_loader("timestamptz", _LenientTimestamptzLoader)
+    cur.adapters.register_loader("timestamptz", _LenientTimestamptzBinaryLoader)
+    return cur
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +97,9 @@ class ClaimedRow:
     id: UUID
     job_type: str
     attempt: int
-    execute_at: datetime
-    scheduled_at: datetime
+    # None when the stored time cannot be read (see _LenientTimestamptzLoader).
+    execute_at: datetime | None
+    scheduled_at: datetime | None
     claim_token: UUID
     config_json: str
     tracing: dict[str, str] | None
@@ -174,13 +212,16 @@ class Repository:
             "instance_id": self.instance_id,
         }
         async with self._conn(None) as c:
-            cur = await c.execute(q.CLAIM_JOBS, params)
+            cur = await _lenient_cursor(c).execute(q.CLAIM_JOBS, params)
             rows = await cur.fetchall()
         return [ClaimedRow(*row) for row in rows]
 
     async def next_due_at(self, job_types: Sequence[str], now: datetime) -> datetime | None:
+        """The earliest future due time, or None (none, or one that cannot be read)."""
         async with self._conn(None) as c:
-            cur = await c.execute(q.NEXT_DUE_AT, {"job_types": list(job_types), "now": now})
+            cur = await _lenient_cursor(c).execute(
+                q.NEXT_DUE_AT, {"job_types": list(job_types), "now": now}
+            )
             row = await cur.fetchone()
         return None if row is None else row[0]
 
@@ -245,13 +286,21 @@ class Repository:
             cur = await c.execute(q.COUNT_OVERDUE_PENDING, params)
             return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
 
+    async def database_now(self) -> datetime:
+        async with self._conn(None) as c:
+            cur = await c.execute(q.DATABASE_NOW)
+            row = await cur.fetchone()
+        assert row is not None
+        value: datetime = row[0]
+        return value
+
     # -- reading -----------------------------------------------------------------------------
 
     async def load_jobs(
         self, ids: Sequence[UUID], conn: AsyncConnection[Any] | None = None
     ) -> dict[UUID, Job[Any]]:
         async with self._conn(conn) as c:
-            cur = await c.execute(q.LOAD_JOBS, {"ids": list(ids)})
+            cur = await _lenient_cursor(c).execute(q.LOAD_JOBS, {"ids": list(ids)})
             rows = await cur.fetchall()
         return {job.id: job for job in (_job_from_row(r) for r in rows)}
 

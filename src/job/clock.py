@@ -65,16 +65,36 @@ class _ManualTime:
         return None
 
 
+class _Offset:
+    """A correction added to the system clock (see :meth:`ClockHandle._corrected`)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = timedelta(0)
+
+
 class ClockHandle:
     """A source of "now" and of sleeps, real or manual.
 
     Create one with :meth:`realtime` or :meth:`manual`. All times are timezone-aware UTC.
     """
 
-    __slots__ = ("_manual",)
+    __slots__ = ("_manual", "_offset")
 
-    def __init__(self, _manual: _ManualTime | None = None) -> None:
+    def __init__(self, _manual: _ManualTime | None = None, _offset: _Offset | None = None) -> None:
         self._manual = _manual
+        self._offset = _offset
+
+    @classmethod
+    def _corrected(cls) -> tuple[ClockHandle, _Offset]:
+        """A real clock reading ``system time + offset``, and the offset to keep up to date.
+
+        The job service uses one, set to the database server's clock, so that a worker whose
+        own clock is wrong still schedules on the same time line as everyone else.
+        """
+        offset = _Offset()
+        return cls(None, offset), offset
 
     @classmethod
     def realtime(cls) -> ClockHandle:
@@ -99,6 +119,8 @@ class ClockHandle:
         """The current time on this clock (UTC, aware)."""
         if self._manual is not None:
             return self._manual.now
+        if self._offset is not None:
+            return datetime.now(UTC) + self._offset.value
         return datetime.now(UTC)
 
     async def sleep(self, delay: timedelta | float) -> None:
@@ -110,7 +132,7 @@ class ClockHandle:
         """Sleep until this clock reads ``deadline`` or later."""
         state = self._manual
         if state is None:
-            remaining = (deadline - datetime.now(UTC)).total_seconds()
+            remaining = (deadline - self.now()).total_seconds()
             await anyio.sleep(max(remaining, 0.0))
             return
         if deadline.tzinfo is None:

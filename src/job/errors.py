@@ -9,9 +9,12 @@ All of them derive from :class:`JobError`::
     ├── DuplicateJobError       a job with this id already exists
     ├── JobNotFoundError        no job with this id
     ├── JobConfigError          a job config could not be serialized or validated
+    ├── ScheduleError           a time is naive or outside the range jobs can be scheduled in
     ├── NotStartedError         the service is not running (or was shut down)
     ├── RegistryClosedError     an initializer was added after polling started
-    └── JobTimeoutError         waiting for a job took longer than allowed
+    ├── JobTimeoutError         waiting for a job took longer than allowed
+    └── RunTimeoutError         a run took longer than its job type's timeout() (recorded as
+                                the attempt's error; runners never see it raised)
 
 Each class's docstring is its default message. Invalid ``JobSvcConfig`` / ``JobPollerConfig``
 / ``RetrySettings`` values raise pydantic's ``ValidationError`` (a ``ValueError``) on
@@ -20,6 +23,7 @@ construction, with one line per problem.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from uuid import UUID
 
 __all__ = [
@@ -33,6 +37,8 @@ __all__ = [
     "MigrationError",
     "NotStartedError",
     "RegistryClosedError",
+    "RunTimeoutError",
+    "ScheduleError",
 ]
 
 
@@ -54,17 +60,27 @@ class MigrationError(JobError):
 class DatabaseError(JobError):
     """The database operation failed."""
 
-    def __init__(self, message: str | None = None, *, sqlstate: str | None = None) -> None:
+    def __init__(
+        self, message: str | None = None, *, sqlstate: str | None = None, transient: bool = False
+    ) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
+        self._transient = transient
 
     @property
     def is_retryable(self) -> bool:
-        """Whether retrying the same transaction may succeed (deadlock, serialization, lost
-        connection)."""
-        return self.sqlstate in {"40001", "40P01"} or (
-            self.sqlstate is not None and self.sqlstate.startswith("08")
-        )
+        """Whether retrying the same work may succeed: a deadlock or serialization failure, a
+        lost or refused connection, a server shutting down or starting, an exhausted pool.
+        False for errors about the data itself (those fail the same way every time)."""
+        state = self.sqlstate
+        if state is None:
+            return self._transient
+        return state in _RETRYABLE_STATES or state.startswith("08")
+
+
+# serialization_failure, deadlock_detected, admin/crash shutdown, cannot_connect_now,
+# too_many_connections.
+_RETRYABLE_STATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
 
 
 class DuplicateJobError(JobError):
@@ -87,6 +103,10 @@ class JobConfigError(JobError):
     """A job config could not be serialized or validated."""
 
 
+class ScheduleError(JobError, ValueError):
+    """A time is naive, or outside the range jobs can be scheduled in (see job.limits)."""
+
+
 class NotStartedError(JobError):
     """The job service is not running."""
 
@@ -101,4 +121,15 @@ class JobTimeoutError(JobError):
     def __init__(self, job_id: UUID, timeout: float) -> None:
         super().__init__(f"job {job_id} did not finish within {timeout:g}s")
         self.job_id = job_id
+        self.timeout = timeout
+
+
+class RunTimeoutError(JobError, TimeoutError):
+    """A run took longer than its job type's ``timeout()`` and was cancelled."""
+
+    def __init__(self, timeout: timedelta) -> None:
+        super().__init__(
+            f"the run exceeded its job type's timeout of {timeout.total_seconds():g}s"
+            " (JobInitializer.timeout) and was cancelled"
+        )
         self.timeout = timeout

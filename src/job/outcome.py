@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from job.limits import check_time
+
 __all__ = [
     "Complete",
     "JobCompletion",
@@ -56,8 +58,8 @@ class RescheduleAt:
     at: datetime
 
     def __post_init__(self) -> None:
-        if self.at.tzinfo is None:
-            raise ValueError("RescheduleAt.at must be timezone-aware")
+        # Naive or out-of-range times raise ScheduleError (a ValueError) here, in the runner.
+        check_time(self.at, "RescheduleAt.at")
 
 
 @dataclass(frozen=True, slots=True)

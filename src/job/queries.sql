@@ -273,3 +273,7 @@ FROM job_executions
 WHERE state = 'pending' AND execute_at < %(overdue_before)s::timestamptz
 GROUP BY job_type
 ORDER BY job_type;
+
+-- name: database_now
+-- The server's wall clock: the time line every worker schedules on (see job._dbclock).
+SELECT clock_timestamp();

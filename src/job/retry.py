@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from job.limits import add_clamped
+
 __all__ = ["RetryDecision", "RetrySettings"]
 
 _MS = timedelta(milliseconds=1)
@@ -93,9 +95,10 @@ class RetrySettings(BaseModel):
         default=3,
         ge=0,
         description=(
-            "If a retried run fails more than this many multiples of its own backoff "
-            "after it became due, the attempt counter restarts at 1 (for long-lived "
-            "listener jobs). 0 = reset on practically every later failure."
+            "If a retried run fails after running healthily for more than this many "
+            "multiples of its own backoff (measured from when the run started, so time "
+            "spent waiting for a worker does not count), the attempt counter restarts at 1 "
+            "(for long-lived listener jobs). 0 = reset on practically every later failure."
         ),
     )
 
@@ -142,13 +145,18 @@ class RetrySettings(BaseModel):
         schedule_written_at: datetime,
         execute_at: datetime,
         now: datetime,
+        started_at: datetime | None = None,
     ) -> bool:
         """Whether a failed retry ran healthily long enough to count as a first failure.
 
         ``schedule_written_at`` is when the retry was scheduled (the previous failure)
         and ``execute_at`` when it became due; their difference is the backoff that
-        was used. Reset iff the failure happens more than
-        ``attempt_reset_after_backoff_multiples`` backoffs after ``execute_at``.
+        was used. ``started_at`` is when the failed run itself started (default:
+        ``execute_at``, i.e. it started on time). Reset iff the run stayed healthy, from
+        its start to its failure at ``now``, for more than
+        ``attempt_reset_after_backoff_multiples`` backoffs. Measuring from the start and
+        not from the due time means time a job spent waiting for a worker (queue lag, all
+        workers down) never counts as healthy running.
         """
         if attempt <= 1:
             # A first run has no retry window to measure against.
@@ -156,12 +164,13 @@ class RetrySettings(BaseModel):
         if schedule_written_at >= execute_at:
             # Inverted/empty window: no meaningful backoff, so never reset.
             return False
-        if now < execute_at:
+        began = execute_at if started_at is None else max(started_at, execute_at)
+        if now < began:
             return False
         backoff_us = _us(execute_at - schedule_written_at)
         # Integer microseconds: a huge multiple simply compares False instead of
         # overflowing timedelta (the crate treats overflow as "no reset").
-        return _us(now - execute_at) > backoff_us * self.attempt_reset_after_backoff_multiples
+        return _us(now - began) > backoff_us * self.attempt_reset_after_backoff_multiples
 
     def decide(
         self,
@@ -170,12 +179,15 @@ class RetrySettings(BaseModel):
         schedule_written_at: datetime,
         execute_at: datetime,
         now: datetime,
+        started_at: datetime | None = None,
         delay: timedelta | None = None,
         rng: random.Random | None = None,
     ) -> RetryDecision:
         """Decide whether and when to retry after ``attempt`` failed at ``now``.
 
-        ``delay`` overrides the computed backoff when given.
+        ``started_at`` is when the failed run started (see :meth:`should_reset_attempt`);
+        ``delay`` overrides the computed backoff when given. ``retry_at`` is clamped to the
+        latest time a job can be scheduled at (``job.limits.MAX_TIME``).
         """
         current = max(attempt, 1)
         reset = self.should_reset_attempt(
@@ -183,6 +195,7 @@ class RetrySettings(BaseModel):
             schedule_written_at=schedule_written_at,
             execute_at=execute_at,
             now=now,
+            started_at=started_at,
         )
         if reset:
             current = 1
@@ -203,6 +216,6 @@ class RetrySettings(BaseModel):
             reset=reset,
             attempt=current,
             next_attempt=next_attempt,
-            retry_at=now + wait,
+            retry_at=add_clamped(now, wait),
             level="ERROR" if escalate else "WARN",
         )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import typing
 from abc import ABC, abstractmethod
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -72,6 +73,16 @@ class JobInitializer(ABC, Generic[C]):
     def retry_settings(self) -> RetrySettings:
         """The retry policy for failed runs of this type (default: ``RetrySettings()``)."""
         return RetrySettings()
+
+    def timeout(self) -> timedelta | None:
+        """Longest one run of this type may take (wall clock); default ``None``, no limit.
+
+        A run still going after it is cancelled and recorded as a failed attempt
+        (``RunTimeoutError``), then retried by the retry settings. A runner that swallows
+        the cancellation keeps its slot until it returns; its outcome is then discarded and
+        the attempt recorded as timed out all the same.
+        """
+        return None
 
     @abstractmethod
     def init(self, config: C) -> JobRunner[C]:

@@ -36,6 +36,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
 from job import _telemetry as tel
+from job._dbclock import DatabaseClockSync
 from job._dispatcher import Dispatcher
 from job._maintenance import Maintenance
 from job._notify import Notifier
@@ -44,7 +45,7 @@ from job._poller import Poller
 from job._registry import Registry
 from job._repository import Repository, translate_errors
 from job._waiters import CompletionWaiters
-from job.clock import ClockHandle
+from job.clock import ClockHandle, _Offset
 from job.config import JobSvcConfig
 from job.entity import Job, new_job_id
 from job.errors import DatabaseError, JobNotFoundError, MigrationError, NotStartedError
@@ -64,6 +65,14 @@ class Jobs:
 
     def __init__(self, config: JobSvcConfig) -> None:
         self._config = config
+        # The service's clock: the manual clock as given, or the real clock corrected to the
+        # database server's time (job._dbclock).
+        self._clock_offset: _Offset | None = None
+        if config.clock.is_manual:
+            self._clock = config.clock
+        else:
+            self._clock, self._clock_offset = ClockHandle._corrected()
+        self._clock_sync: DatabaseClockSync | None = None
         self._instance_id = new_job_id()
         self._registry = Registry()
         self._pool: AsyncConnectionPool[Any] | None = None
@@ -155,9 +164,17 @@ class Jobs:
         cfg = self._config
         repo = Repository(pool, self._instance_id)
         self._repo = repo
+        if self._clock_offset is not None:
+            self._clock_sync = DatabaseClockSync(repo, self._clock_offset)
+            await self._clock_sync.sync_once()
         self._waiters = CompletionWaiters(repo, cfg.poller_config.completion_sweep_interval)
         self._writer = OutcomeWriter(
-            repo, cfg.clock, self._waiters.resolve, on_rescheduled=self._wake_poller
+            repo,
+            self._clock,
+            self._waiters.resolve,
+            on_rescheduled=self._wake_poller,
+            # Past the lost interval the job is reclaimed and a late write fenced off anyway.
+            give_up_after=cfg.poller_config.job_lost_interval,
         )
         self._notifier = Notifier(
             repo,
@@ -179,6 +196,8 @@ class Jobs:
             tg.start_soon(self._notifier.run_emitter, name="job-notify-emitter")
             tg.start_soon(self._writer.run, name="job-outcome-writer")
             tg.start_soon(self._waiters.run_sweeper, name="job-completion-sweeper")
+            if self._clock_sync is not None:
+                tg.start_soon(self._clock_sync.run, name="job-clock-sync")
             started.set()
             await self._close.wait()
             tg.cancel_scope.cancel()
@@ -217,7 +236,7 @@ class Jobs:
         dispatcher = Dispatcher(
             repo=repo,
             registry=self._registry,
-            clock=cfg.clock,
+            clock=self._clock,
             writer=writer,
             pool=self._pool,
             shutdown=self._shutdown_requested,
@@ -229,7 +248,7 @@ class Jobs:
             repo=repo,
             registry=self._registry,
             dispatcher=dispatcher,
-            clock=cfg.clock,
+            clock=self._clock,
             config=cfg.poller_config,
             shutdown=self._shutdown_requested,
         )
@@ -237,7 +256,7 @@ class Jobs:
             repo=repo,
             registry=self._registry,
             dispatcher=dispatcher,
-            clock=cfg.clock,
+            clock=self._clock,
             config=cfg.poller_config,
             on_reclaimed=poller.wake,
         )
@@ -296,7 +315,7 @@ class Jobs:
         await self._writer.drain()
         if was_polling:
             try:
-                released = await self._repo.release_running(self._config.clock.now(), "shutdown")
+                released = await self._repo.release_running(self._clock.now(), "shutdown")
             except DatabaseError:
                 logger.error(
                     "could not hand running jobs back at shutdown;"
@@ -332,7 +351,9 @@ class Jobs:
 
     @property
     def clock(self) -> ClockHandle:
-        return self._config.clock
+        """The service's clock: the manual clock it was given, or the real clock corrected to
+        the database server's time."""
+        return self._clock
 
     @property
     def instance_id(self) -> UUID:

@@ -24,7 +24,8 @@ from job import _telemetry as tel
 from job._notify import ready_payload
 from job._repository import NewJob
 from job.entity import Job, JobEvent, JobState, new_job_id
-from job.errors import DatabaseError, JobConfigError, JobError
+from job.errors import DatabaseError, JobConfigError, JobError, ScheduleError
+from job.limits import MAX_UNIQUE_KEY_CHARS, check_config_json, check_time
 
 if TYPE_CHECKING:
     from job.service import Jobs
@@ -52,6 +53,26 @@ class UniqueSpawn(Generic[C]):
     #: The live job holding the key: the new one if ``created``, else the existing one.
     job: Job[C]
     created: bool
+
+
+def _check_unique_key(key: object) -> None:
+    """A unique key is a str PostgreSQL can store and index (see job.limits)."""
+    if not isinstance(key, str):
+        raise JobConfigError(
+            f"spawn_unique key must be a str, got {type(key).__name__}"
+            " (None would not make a job unique)"
+        )
+    if len(key) > MAX_UNIQUE_KEY_CHARS:
+        raise JobConfigError(
+            f"spawn_unique key is {len(key)} characters long; at most"
+            f" {MAX_UNIQUE_KEY_CHARS} are allowed"
+        )
+    if "\x00" in key:
+        raise JobConfigError("spawn_unique key contains a NUL character (\\x00)")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise JobConfigError(f"spawn_unique key is not valid Unicode text: {exc}") from None
 
 
 class JobSpawner(Generic[C]):
@@ -87,7 +108,12 @@ class JobSpawner(Generic[C]):
         if at is not None and delay is not None:
             raise ValueError("pass at most one of `at` and `delay`")
         if delay is not None:
-            at = self._jobs.clock.now() + delay
+            try:
+                at = self._jobs.clock.now() + delay
+            except OverflowError:
+                raise ScheduleError(
+                    f"delay={delay!r} is past the latest time jobs can be scheduled at"
+                ) from None
         (job,) = await self.spawn_many([JobSpec(config, id=id, at=at)], conn=conn)
         return job
 
@@ -135,6 +161,7 @@ class JobSpawner(Generic[C]):
         errors, the key is free again. Safe under concurrency: of many simultaneous callers in
         any number of processes, exactly one creates the job.
         """
+        _check_unique_key(key)
         now = self._jobs.clock.now()
         repo = self._jobs._repository()
         item = JobSpec(config, at=at)
@@ -202,18 +229,18 @@ class JobSpawner(Generic[C]):
                 f"{self._job_type!r} jobs take {self._config_type.__name__} configs,"
                 f" got {type(item.config).__name__}"
             )
-        if item.at is not None and item.at.tzinfo is None:
-            raise ValueError("`at` must be a timezone-aware datetime")
+        execute_at = now if item.at is None else check_time(item.at, "`at`")
         try:
             config_json = item.config.model_dump_json()
         except (PydanticSerializationError, ValueError, TypeError) as exc:
             raise JobConfigError(
                 f"config for {self._job_type!r} cannot be serialized: {exc}"
             ) from exc
+        check_config_json(self._job_type, config_json, item.config)
         return NewJob(
             id=item.id if item.id is not None else new_job_id(),
             config_json=config_json,
-            execute_at=item.at if item.at is not None else now,
+            execute_at=execute_at,
         )
 
     async def _announce(self, caller_conn: AsyncConnection[Any] | None) -> None:
