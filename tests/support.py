@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import psycopg
 from pydantic import BaseModel
 
@@ -63,3 +66,68 @@ async def execute(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> list[tupl
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         cur = await conn.execute(sql, params)  # type: ignore[arg-type]
         return await cur.fetchall() if cur.description else []
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]],
+    *,
+    timeout: float = 10.0,
+    what: str = "the condition",
+    interval: float = 0.01,
+) -> None:
+    """Wait (at most ``timeout`` real seconds) until ``await condition()`` is true.
+
+    The one bounded wait on a condition that tests use when no event exists to wait on: a
+    row written by another task, thread or process. It re-checks every ``interval`` seconds
+    and fails with ``what`` in the message; it never stands in for a fixed sleep.
+    """
+    try:
+        with anyio.fail_after(timeout):
+            while not await condition():  # noqa: ASYNC110 - no event exists to wait on
+                await anyio.sleep(interval)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+
+
+class LogWatcher(logging.Handler):
+    """Collects log records of one logger and lets a test wait for a matching one.
+
+    Safe to emit from other threads: waiters are woken on the event loop that created it.
+    """
+
+    def __init__(self, logger: str) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._logger = logging.getLogger(logger)
+        self._loop = asyncio.get_running_loop()
+        self._changed = anyio.Event()
+
+    def __enter__(self) -> LogWatcher:
+        self._logger.addHandler(self)
+        self._saved_level = self._logger.level
+        if self._logger.getEffectiveLevel() > logging.DEBUG:
+            self._logger.setLevel(logging.DEBUG)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._saved_level)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_for(
+        self, predicate: Callable[[logging.LogRecord], bool], *, timeout: float = 10.0
+    ) -> logging.LogRecord:
+        """The first record (already seen or still to come) for which ``predicate`` holds."""
+        with anyio.fail_after(timeout):
+            while True:
+                for record in self.records:
+                    if predicate(record):
+                        return record
+                await self._changed.wait()

@@ -8,8 +8,8 @@ from datetime import timedelta
 import anyio
 import pytest
 
-from job import Complete, JobState, RetrySettings
-from tests.support import Cfg, FnInitializer, complete, execute
+from job import Complete, JobState, RescheduleIn, RetrySettings
+from tests.support import Cfg, FnInitializer, LogWatcher, complete, execute, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -97,8 +97,25 @@ async def test_a_job_lost_too_often_errors_instead_of_looping(make_jobs, db_dsn)
     assert ran == []
 
 
+async def alive_age(dsn: str, job_id) -> float | None:
+    """Seconds since the row's heartbeat (database clock); None if it has none."""
+    ((age,),) = await execute(
+        dsn,
+        "SELECT extract(epoch FROM clock_timestamp() - alive_at)::float8"
+        " FROM job_executions WHERE id = %s",
+        (job_id,),
+    )
+    return age
+
+
 async def test_heartbeats_keep_a_long_healthy_job_alive(make_jobs, db_dsn):
-    """A job running for 2x the lost interval is never reclaimed: heartbeats refresh it."""
+    """A running job whose last heartbeat is older than the lost interval is refreshed by its
+    worker's heartbeats, so neither that worker nor another one reclaims it.
+
+    Instead of waiting for real time to pass, the test makes the heartbeat look ten minutes
+    old in SQL: only a heartbeat can then make the row look alive again. Worker B (threshold
+    1 minute; its own lost-check loop would first run after 30 s) must not reclaim it either.
+    """
     release = anyio.Event()
     started = anyio.Event()
 
@@ -107,22 +124,57 @@ async def test_heartbeats_keep_a_long_healthy_job_alive(make_jobs, db_dsn):
         await release.wait()
         return Complete()
 
-    jobs = await make_jobs(job_lost_interval=timedelta(seconds=1))
-    spawner = jobs.add_initializer(FnInitializer("healthy", run))
-    await jobs.start_poll()
+    a = await make_jobs(job_lost_interval=timedelta(seconds=1))  # heartbeat every 0.25 s
+    spawner = a.add_initializer(FnInitializer("healthy", run))
+    await a.start_poll()
     job = await spawner.spawn(Cfg())
     await started.wait()
-    await anyio.sleep(2.0)  # real time must pass for liveness to matter
-    assert await jobs.reclaim_lost_jobs() == 0
+    b = await make_jobs(job_lost_interval=timedelta(minutes=1))
+    b.add_initializer(FnInitializer("healthy", run))
+    await b.start_poll()
+
+    await execute(
+        db_dsn,
+        "UPDATE job_executions SET alive_at = clock_timestamp() - interval '10 minutes'"
+        " WHERE id = %s",
+        (job.id,),
+    )
+    # A worker never reclaims a row it is still running, however old its heartbeat looks.
+    assert await a.reclaim_lost_jobs() == 0
+
+    async def refreshed() -> bool:
+        age = await alive_age(db_dsn, job.id)
+        return age is not None and age < 30
+
+    await wait_until(refreshed, timeout=5, what="a heartbeat to refresh alive_at")
+    assert await b.reclaim_lost_jobs() == 0
+    assert (await a.find(job.id)).state is JobState.RUNNING
     release.set()
-    done = await jobs.await_completion(job.id, timeout=10)
+    done = await a.await_completion(job.id, timeout=10)
     assert done.state is JobState.COMPLETED
     assert "execution_lost" not in [e.type for e in done.events]
 
 
+async def wait_for_discarded(jobs, log: LogWatcher, job_id) -> None:
+    """Wait for the run's outcome write to be refused by the fence (its warning)."""
+
+    def discarded(record) -> bool:
+        return "outcome discarded" in record.getMessage() and str(job_id) in record.getMessage()
+
+    try:
+        await log.wait_for(discarded, timeout=10)
+    except TimeoutError:
+        snapshot = await jobs.find(job_id)
+        pytest.fail(f"the late outcome was not discarded; the job is now {snapshot.state}")
+
+
 async def test_late_outcome_of_a_reclaimed_run_is_fenced_off(make_jobs, db_dsn):
     """If another worker reclaimed the job while this run was still going, this run's
-    outcome changes nothing and appends no event; its own transaction rolls back too."""
+    outcome changes nothing and appends no event; its own transaction rolls back too.
+
+    The test waits for the run's outcome write itself (the documented warning that the
+    outcome was discarded), not for the run's capacity slot, which is freed before the write.
+    """
     await execute(db_dsn, "CREATE TABLE side_effects (job_id uuid)")
     started = anyio.Event()
     release = anyio.Event()
@@ -147,14 +199,50 @@ async def test_late_outcome_of_a_reclaimed_run_is_fenced_off(make_jobs, db_dsn):
         (uuid.uuid4(), job.id),
     )
     before = len((await jobs.find(job.id)).events)
-    release.set()
-    with anyio.fail_after(10):
-        while jobs.running_count:  # noqa: ASYNC110 - our run finishes in its own task
-            await anyio.sleep(0.01)
+    with LogWatcher("job.dispatcher") as log:
+        release.set()
+        await wait_for_discarded(jobs, log, job.id)
     snapshot = await jobs.find(job.id)
     assert snapshot.state is JobState.RUNNING
     assert len(snapshot.events) == before
     assert await execute(db_dsn, "SELECT * FROM side_effects") == []
+
+
+async def test_late_outcome_through_the_writer_is_fenced_off(make_jobs, db_dsn):
+    """The same fence for an outcome that goes through the outcome writer (no runner
+    transaction), for a reschedule: the row keeps the new owner's claim and schedule."""
+    started = anyio.Event()
+    release = anyio.Event()
+
+    async def run(current):
+        started.set()
+        await release.wait()
+        return RescheduleIn(timedelta(hours=1))
+
+    jobs = await make_jobs()
+    spawner = jobs.add_initializer(FnInitializer("fenced_writer", run))
+    await jobs.start_poll()
+    job = await spawner.spawn(Cfg())
+    await started.wait()
+    other = uuid.uuid4()
+    await execute(
+        db_dsn,
+        "UPDATE job_executions SET claim_token = gen_random_uuid(), poller_instance_id = %s"
+        " WHERE id = %s",
+        (other, job.id),
+    )
+    before = await jobs.find(job.id)
+    with LogWatcher("job.dispatcher") as log:
+        release.set()
+        await wait_for_discarded(jobs, log, job.id)
+    after = await jobs.find(job.id)
+    assert after.state is JobState.RUNNING
+    assert after.execute_at == before.execute_at
+    assert after.events == before.events
+    ((owner,),) = await execute(
+        db_dsn, "SELECT poller_instance_id FROM job_executions WHERE id = %s", (job.id,)
+    )
+    assert owner == other
 
 
 async def test_stale_and_current_outcome_in_one_batch_write_only_the_current(make_jobs, db_dsn):
