@@ -20,6 +20,8 @@ from job.errors import (
     MigrationError,
     NotStartedError,
     RegistryClosedError,
+    RunTimeoutError,
+    ScheduleError,
 )
 from job.outcome import (
     Complete,
@@ -67,6 +69,8 @@ __all__ = [
     "RetryDecision",
     "RetryLater",
     "RetrySettings",
+    "RunTimeoutError",
+    "ScheduleError",
     "UniqueSpawn",
     "new_job_id",
 ]
