@@ -131,3 +131,26 @@ class LogWatcher(logging.Handler):
                     if predicate(record):
                         return record
                 await self._changed.wait()
+
+
+async def wait_for_job(
+    jobs: Any,
+    job_id: Any,
+    predicate: Callable[[Any], bool],
+    *,
+    timeout: float = 10.0,
+    what: str = "the job to reach the expected state",
+) -> Any:
+    """Re-read the job (``jobs.find``) until ``predicate(job)`` holds; return that snapshot.
+
+    For writes made by another task of the service (outcomes go through the outcome writer),
+    which the test has no event for. Bounded by ``timeout``, like ``wait_until``.
+    """
+    found: list[Any] = []
+
+    async def holds() -> bool:
+        found[:] = [await jobs.find(job_id)]
+        return predicate(found[0])
+
+    await wait_until(holds, timeout=timeout, what=what)
+    return found[0]

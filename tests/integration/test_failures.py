@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
+from typing import TypeVar
 
 import psycopg
 import pytest
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 from job import (
     ConfigError,
     DatabaseError,
+    JobInitializer,
     JobPollerConfig,
     Jobs,
     JobState,
@@ -20,7 +22,7 @@ from job import (
     RegistryClosedError,
     RetrySettings,
 )
-from tests.support import Cfg, FnInitializer, complete
+from tests.support import Cfg, FnInitializer, LogWatcher, complete
 
 pytestmark = pytest.mark.anyio
 
@@ -47,22 +49,32 @@ class Panic(BaseException):
 )
 async def test_runner_raising_anything_fails_the_attempt(make_jobs, raise_, error, level):
     """Exceptions, BaseExceptions and a CancelledError the runner raises by itself all end in
-    the failure path with the error recorded; the poller survives and runs the next job."""
+    the failure path with the error recorded; the poller survives and runs the next job.
+
+    The first failure will be retried and n_warn_attempts=None never escalates, so its level
+    is WARN for an Exception and ERROR for any other BaseException (a "panic"), in the event
+    and in the log record; the second, terminal failure is ERROR either way."""
 
     async def run(current):
         raise raise_
 
-    jobs = await make_jobs()
-    bad = jobs.add_initializer(
-        FnInitializer("raises", run, retry=RetrySettings(n_attempts=1, n_warn_attempts=None))
+    retry = RetrySettings(
+        n_attempts=2, n_warn_attempts=None, min_backoff=timedelta(milliseconds=1)
     )
+    jobs = await make_jobs()
+    bad = jobs.add_initializer(FnInitializer("raises", run, retry=retry))
     good = jobs.add_initializer(FnInitializer("fine", complete))
     await jobs.start_poll()
-    done = await run_and_get(jobs, bad)
+    with LogWatcher("job.dispatcher") as log:
+        done = await run_and_get(jobs, bad)
     assert done.state is JobState.ERRORED
     assert done.last_error == error
-    errored = next(e for e in done.events if e.type == "execution_errored")
-    assert errored.data["level"] in (level, "ERROR")
+    errored = [e for e in done.events if e.type == "execution_errored"]
+    assert [e.data["level"] for e in errored] == [level, "ERROR"]
+    assert [e.data["will_retry"] for e in errored] == [True, False]
+    assert errored[0].data["error_type"] == type(raise_).__qualname__
+    failed = [r for r in log.records if "attempt 1 failed" in r.getMessage()]
+    assert [r.levelname for r in failed] == [{"WARN": "WARNING"}.get(level, level)]
     assert (await run_and_get(jobs, good)).state is JobState.COMPLETED
 
 
@@ -164,6 +176,24 @@ async def test_registration_errors(make_jobs):
         jobs.add_initializer(FnInitializer("twice", complete))
     with pytest.raises(ConfigError, match="non-empty"):
         jobs.add_initializer(FnInitializer("", complete))
+
+    class NoConfigType(JobInitializer):  # type: ignore[type-arg]
+        job_type = "no_config_type"
+
+        def init(self, config):
+            raise AssertionError("never built")
+
+    T = TypeVar("T", bound=BaseModel)
+
+    class StillGeneric(JobInitializer[T]):
+        job_type = "still_generic"
+
+        def init(self, config):
+            raise AssertionError("never built")
+
+    for initializer in (NoConfigType(), StillGeneric()):
+        with pytest.raises(ConfigError, match="no config type"):
+            jobs.add_initializer(initializer)
     await jobs.start_poll()
     with pytest.raises(RegistryClosedError):
         jobs.add_initializer(FnInitializer("late", complete))

@@ -16,7 +16,7 @@ from job import (
     RetryLater,
     RetrySettings,
 )
-from tests.support import Cfg, FnInitializer
+from tests.support import Cfg, FnInitializer, wait_for_job
 
 pytestmark = pytest.mark.anyio
 
@@ -40,11 +40,26 @@ class Gate:
 
 
 async def wait_for_event_count(jobs, job_id, count: int, timeout: float = 10):
-    """Poll the job's history until it has `count` events (bounded)."""
-    with anyio.fail_after(timeout):
-        while len((snapshot := await jobs.find(job_id)).events) < count:  # noqa: ASYNC110
-            await anyio.sleep(0.01)  # the runner's outcome is written by another task
-    return snapshot
+    """Wait (bounded) until the job's history has `count` events: the runner's outcome is
+    written by another task."""
+    return await wait_for_job(
+        jobs,
+        job_id,
+        lambda job: len(job.events) >= count,
+        timeout=timeout,
+        what=f"{count} events",
+    )
+
+
+async def wait_pending_at(jobs, job_id, due, timeout: float = 10):
+    """Wait (bounded) until the job's outcome is written: pending again, due at `due`."""
+    return await wait_for_job(
+        jobs,
+        job_id,
+        lambda job: job.state is JobState.PENDING and job.execute_at == due,
+        timeout=timeout,
+        what=f"the job to be pending, due at {due}",
+    )
 
 
 async def wait_past_attempt(jobs, job_id, attempt: int, timeout: float = 10):
@@ -176,10 +191,11 @@ async def test_retry_later_counts_as_an_attempt_with_explicit_delay(make_jobs, m
 
 async def test_reschedule_outcomes_run_again_with_attempt_reset(make_jobs, manual_clock):
     """RescheduleIn / RescheduleAt / RescheduleNow run the job again at the asked time with
-    attempt 1, even after a failed attempt."""
+    attempt 1, even after a failed attempt; not a millisecond earlier."""
     clock, controller = manual_clock
     gate = Gate()
     start = clock.now()
+    ms = timedelta(milliseconds=1)
 
     async def run(current):
         gate.record(current)
@@ -204,20 +220,27 @@ async def test_reschedule_outcomes_run_again_with_attempt_reset(make_jobs, manua
     )
     await jobs.start_poll()
     job = await spawner.spawn(Cfg())
+
+    async def expect_next_run_at(due, runs_before: int) -> None:
+        """The outcome is written as due at `due`; the job does not run 1 ms before it, and
+        runs at exactly `due` once the clock gets there."""
+        await wait_pending_at(jobs, job.id, due)
+        await controller.advance(due - ms - clock.now())
+        await jobs.wait_for_poll()
+        assert len(gate.runs) == runs_before
+        await controller.advance(ms)
+        await gate.wait_runs(runs_before + 1)
+        assert gate.runs[runs_before][1] == due
+
     await gate.wait_runs(1)
-    await controller.advance(timedelta(seconds=1))
-    await gate.wait_runs(2)
+    await expect_next_run_at(start + timedelta(seconds=1), 1)  # the retry's backoff
     assert gate.runs[1][0] == 2
-    await controller.advance(timedelta(minutes=59))
-    await jobs.wait_for_poll()
-    assert len(gate.runs) == 2
-    await controller.advance(timedelta(minutes=1))
-    await gate.wait_runs(3)
+    await expect_next_run_at(start + timedelta(seconds=1, hours=1), 2)  # RescheduleIn(1 h)
     assert gate.runs[2][0] == 1
-    await controller.advance(start + timedelta(days=1) - clock.now())
-    await gate.wait_runs(5)
+    await expect_next_run_at(start + timedelta(days=1), 3)  # RescheduleAt(start + 1 day)
+    await gate.wait_runs(5)  # RescheduleNow: runs again at once, at the same instant
     assert [a for a, _ in gate.runs] == [1, 2, 1, 1, 1]
-    assert gate.runs[4][1] == gate.runs[3][1]  # RescheduleNow: same instant
+    assert gate.runs[4][1] == gate.runs[3][1] == start + timedelta(days=1)
     done = await jobs.await_completion(job.id, timeout=10)
     assert done.state is JobState.COMPLETED
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import anyio
 import psycopg
 import pytest
 from pydantic import BaseModel, field_serializer
@@ -18,7 +19,7 @@ from job import (
     RescheduleIn,
     new_job_id,
 )
-from tests.support import Cfg, FnInitializer, complete
+from tests.support import Cfg, FnInitializer, complete, wait_for_job
 
 pytestmark = pytest.mark.anyio
 
@@ -168,20 +169,37 @@ async def test_spawn_unique_is_a_singleton_while_live(make_jobs, manual_clock):
 
 
 async def test_spawn_unique_holder_keeps_key_across_reschedules(make_jobs, manual_clock):
-    """A self-rescheduling singleton keeps its key between runs."""
-    clock, _ = manual_clock
+    """A self-rescheduling singleton keeps its key between runs: after each reschedule is
+    written (pending again, due 5 minutes later), spawn_unique returns the same job."""
+    clock, controller = manual_clock
     runs = []
+    ran = anyio.Event()
 
     async def run(current):
         runs.append(current.clock.now())
+        ran.set()
         return RescheduleIn(timedelta(minutes=5))
 
     jobs = await make_jobs(clock=clock)
     spawner = jobs.add_initializer(FnInitializer("cleanup", run))
     await jobs.start_poll()
     first = await spawner.spawn_unique(Cfg())
-    await jobs.wait_for_poll()
-    while not runs:
-        await jobs.wait_for_poll()
-    again = await spawner.spawn_unique(Cfg())
-    assert not again.created and again.job.id == first.job.id
+    assert first.created
+    for n in (1, 2, 3):
+        with anyio.fail_after(10):
+            await ran.wait()
+        ran = anyio.Event()
+        due = runs[-1] + timedelta(minutes=5)
+        snapshot = await wait_for_job(
+            jobs,
+            first.job.id,
+            lambda j, due=due: j.state is JobState.PENDING and j.execute_at == due,
+            what="the reschedule to be written",
+        )
+        assert [e.type for e in snapshot.events].count("execution_completed") == n
+        again = await spawner.spawn_unique(Cfg(n=n))
+        assert not again.created
+        assert again.job.id == first.job.id
+        assert again.job.config == Cfg()
+        await controller.advance(timedelta(minutes=5))
+    assert runs == [runs[0] + timedelta(minutes=5 * i) for i in range(3)]
