@@ -136,19 +136,50 @@ def test_jitter_adds_randomness() -> None:
 
 
 def test_jitter_without_rng_uses_module_random() -> None:
-    """Without an explicit rng the module-level generator is used."""
-    s = no_jitter(backoff_jitter_pct=20)
-    random.seed(1234)
-    first = s.backoff(1)
-    random.seed(1234)
-    assert s.backoff(1) == first
+    """Without an explicit rng the delay is base + random.randint(-spread, spread) drawn from
+    the module-level generator: reseeding it reproduces the exact delay, and it varies."""
+    s = no_jitter(backoff_jitter_pct=20)  # base 100 ms, spread 20 ms
+    seen = set()
+    for seed in range(50):
+        expected = 100 + random.Random(seed).randint(-20, 20)
+        random.seed(seed)
+        assert ms(s.backoff(1)) == expected
+        seen.add(expected)
+    assert len(seen) > 10
 
 
-def test_jitter_never_negative() -> None:
-    """100% jitter saturates at 0 rather than producing a negative delay."""
-    s = no_jitter(backoff_jitter_pct=100)
-    for seed in range(200):
-        assert s.backoff(1, rng=random.Random(seed)) >= timedelta(0)
+class Extreme(random.Random):
+    """An rng that always draws the lowest (or highest) value randint allows."""
+
+    def __init__(self, high: bool) -> None:
+        super().__init__(0)
+        self.high = high
+        self.calls: list[tuple[int, int]] = []
+
+    def randint(self, a: int, b: int) -> int:
+        self.calls.append((a, b))
+        return b if self.high else a
+
+
+@pytest.mark.parametrize(
+    ("pct", "low", "high"), [(1, 99, 101), (20, 80, 120), (50, 50, 150), (100, 0, 200)]
+)
+def test_jitter_spans_exactly_plus_minus_pct(pct: int, low: int, high: int) -> None:
+    """The jitter draws from [-spread, +spread] with spread = base * pct // 100, so the
+    extreme draws give exactly base -/+ pct %. At 100 % the low end is exactly 0: a delay
+    saturates at zero, never below (the clamp at 0 itself is unreachable for pct <= 100)."""
+    s = no_jitter(backoff_jitter_pct=pct)  # base 100 ms at attempt 1, cap 60 s
+    for is_high, want in ((False, low), (True, high)):
+        rng = Extreme(is_high)
+        assert ms(s.backoff(1, rng=rng)) == want
+        assert rng.calls == [(-(100 * pct // 100), 100 * pct // 100)]
+
+
+def test_jitter_is_clamped_at_max_backoff() -> None:
+    """At the cap the upward draw is clamped to max_backoff and the downward one is not."""
+    s = no_jitter(backoff_jitter_pct=20)  # base = cap = 60 s from attempt 11 on
+    assert ms(s.backoff(20, rng=Extreme(True))) == 60_000
+    assert ms(s.backoff(20, rng=Extreme(False))) == 48_000
 
 
 def test_deterministic_without_jitter() -> None:
