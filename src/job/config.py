@@ -7,11 +7,15 @@ crate puts in its config, an existing pool and the clock; everything else is pla
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
-from typing import Any, Self
+from typing import Any, ClassVar, Self
+from urllib.parse import unquote
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, model_validator
 
 from job.clock import ClockHandle
 
@@ -87,13 +91,26 @@ class JobPollerConfig(BaseModel):
 
 
 class JobSvcConfig(BaseModel):
-    """How to start the job service: which database, whether to migrate it, how to poll."""
+    """How to start the job service: which database, whether to migrate it, how to poll.
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    ``pg_con`` is a ``SecretStr`` (a plain ``str`` is accepted): ``repr()``, ``str()``,
+    ``model_dump()`` and ``model_dump_json()`` show it as ``'**********'``, and validation
+    errors never echo their input. :meth:`redact` masks its password in any other text.
+    """
 
-    pg_con: str | None = Field(
+    # hide_input_in_errors: a ValidationError would otherwise quote the DSN (a model-level
+    # error quotes the whole input dict, an unknown field its value).
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", arbitrary_types_allowed=True, hide_input_in_errors=True
+    )
+
+    pg_con: SecretStr | None = Field(
         default=None,
-        description="A libpq connection string or URI; the service builds and owns a pool.",
+        description=(
+            "A libpq connection string or URI (a str or a SecretStr; kept as a SecretStr so"
+            " its password stays out of reprs, dumps and errors); the service builds and"
+            " owns a pool."
+        ),
     )
     pool: AsyncConnectionPool[Any] | None = Field(
         default=None,
@@ -139,3 +156,50 @@ class JobSvcConfig(BaseModel):
         if self.exec_migrations is not None:
             return self.exec_migrations
         return self.pg_con is not None
+
+    @field_serializer("pool", "clock", when_used="json")
+    def _dump_live_object(self, value: object) -> str | None:
+        # The two live objects have no JSON form: dump their repr (neither shows a DSN).
+        return None if value is None else repr(value)
+
+    # Where a password is written in a DSN: URI userinfo, URI query, key=value.
+    _URI_PASSWORDS: ClassVar[tuple[re.Pattern[str], ...]] = (
+        re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#@]*?:([^/?#@]*)@", re.IGNORECASE),
+        re.compile(r"[?&]password=([^&#]*)"),
+    )
+    _KV_PASSWORD: ClassVar[re.Pattern[str]] = re.compile(
+        r"(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)"
+    )
+    _QUOTED: ClassVar[re.Pattern[str]] = re.compile(r'"([^"]+)"')
+    _MASK: ClassVar[str] = "***"
+
+    def redact(self, text: str) -> str:
+        """``text`` (an error message, a log line) with the password of ``pg_con`` masked.
+
+        Every occurrence of the password is replaced by ``***``, as parsed by libpq and as
+        written in the DSN (percent-encoded in a URI, quoted in a key=value string). If libpq
+        cannot parse the DSN, its error quotes fragments of the string that may be pieces of
+        the password, so every quoted fragment of the DSN in ``text`` is masked too.
+        """
+        if self.pg_con is None:
+            return text
+        dsn = self.pg_con.get_secret_value()
+        secrets: set[str] = set()
+        try:
+            password = conninfo_to_dict(dsn).get("password")
+        except psycopg.Error:
+            text = self._QUOTED.sub(
+                lambda m: f'"{self._MASK}"' if len(m[1]) > 1 and m[1] in dsn else m[0], text
+            )
+        else:
+            if password:
+                secrets.add(str(password))
+        for pattern in self._URI_PASSWORDS:
+            for match in pattern.finditer(dsn):
+                secrets.update((match[1], unquote(match[1])))
+        for match in self._KV_PASSWORD.finditer(dsn):
+            raw = match[1]
+            secrets.update((raw, re.sub(r"\\(.)", r"\1", raw.strip("'"))))
+        for secret in sorted(filter(None, secrets), key=len, reverse=True):
+            text = text.replace(secret, self._MASK)
+        return text

@@ -123,17 +123,22 @@ class Jobs:
                 await cfg.pool.open(wait=True)
             return cfg.pool
         assert cfg.pg_con is not None
+        conninfo = cfg.pg_con.get_secret_value()
         # Connect once directly first: a bad DSN or an unreachable server fails here at once
         # with the driver's own explanation, not after the pool's 30 s timeout.
         try:
             probe = await psycopg.AsyncConnection.connect(
-                cfg.pg_con, connect_timeout=max(int(cfg.connection_timeout.total_seconds()), 1)
+                conninfo, connect_timeout=max(int(cfg.connection_timeout.total_seconds()), 1)
             )
             await probe.close()
         except psycopg.Error as exc:
-            raise DatabaseError(f"cannot connect to PostgreSQL: {exc}") from exc
+            # libpq quotes fragments of a DSN it cannot parse: mask the password, and do not
+            # chain the original error when it showed any of it.
+            message = cfg.redact(str(exc))
+            cause = exc if message == str(exc) else None
+            raise DatabaseError(f"cannot connect to PostgreSQL: {message}") from cause
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            cfg.pg_con,
+            conninfo,
             min_size=2,
             max_size=cfg.max_connections,
             kwargs={"autocommit": True},
