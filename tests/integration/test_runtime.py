@@ -16,16 +16,23 @@ from tests.support import Cfg, FnInitializer, complete, execute
 pytestmark = pytest.mark.anyio
 
 
-async def test_max_jobs_per_process_bounds_concurrency(make_jobs):
-    """With max 2 (min 1), a backlog of 8 never runs more than 2 at once and drains."""
+async def test_max_jobs_per_process_bounds_concurrency(make_jobs, db_dsn):
+    """With max 2 (min 1), a backlog of 8 runs two at a time: while two runs are held, more
+    polls claim nothing more (in memory and in the database); then the backlog drains."""
     active = 0
     peak = 0
+    held: list[anyio.Event] = []
+    changed = anyio.Event()
 
     async def run(current):
-        nonlocal active, peak
+        nonlocal active, peak, changed
         active += 1
         peak = max(peak, active)
-        await anyio.sleep(0.05)
+        release = anyio.Event()
+        held.append(release)
+        changed.set()
+        changed = anyio.Event()
+        await release.wait()
         active -= 1
         return Complete()
 
@@ -33,6 +40,17 @@ async def test_max_jobs_per_process_bounds_concurrency(make_jobs):
     spawner = jobs.add_initializer(FnInitializer("capped", run))
     created = await spawner.spawn_many([Cfg(n=i) for i in range(8)])
     await jobs.start_poll()
+    for wave in range(1, 5):
+        with anyio.fail_after(10):
+            while len(held) < 2 * wave:
+                await changed.wait()
+        for _ in range(3):
+            await jobs.wait_for_poll()
+        assert (active, jobs.running_count, len(held)) == (2, 2, 2 * wave)
+        rows = await execute(db_dsn, "SELECT count(*) FROM job_executions WHERE state = 'running'")
+        assert rows == [(2,)]
+        for release in held[-2:]:
+            release.set()
     for job in created:
         await jobs.await_completion(job.id, timeout=20)
     assert peak == 2
@@ -90,20 +108,37 @@ async def test_notification_wakes_another_process_promptly(make_jobs):
     assert time.monotonic() - started < 5
 
 
-async def test_a_failing_notification_never_fails_a_committed_spawn(make_jobs, monkeypatch):
-    """The post-commit wake-up is best effort: if publishing fails, spawn still succeeds and
-    the job still runs (the poller's timer is the backstop)."""
+async def test_a_failing_notification_never_fails_a_committed_spawn(
+    make_jobs, manual_clock, monkeypatch
+):
+    """The post-commit wake-up is best effort: if publishing fails, spawn still succeeds, and
+    the job still runs: the poller's max_poll_wait timer is the backstop.
+
+    The spawn comes from another service (so no local wake-up reaches the worker), and the
+    worker's clock is manual: it can only find the job when its poll timer fires, which
+    happens exactly when the clock is moved by max_poll_wait."""
     from job._repository import Repository
 
-    async def broken_notify(self, payloads, conn=None):
+    clock, controller = manual_clock
+    attempts = anyio.Event()
+
+    async def broken_notify(self, *args, **kwargs):
+        attempts.set()
         raise psycopg.OperationalError("notify is down")
 
-    jobs = await make_jobs(max_poll_wait=timedelta(milliseconds=200))
-    spawner = jobs.add_initializer(FnInitializer("nonotify", complete))
-    await jobs.start_poll()
+    worker = await make_jobs(clock=clock, max_poll_wait=timedelta(seconds=60))
+    worker.add_initializer(FnInitializer("nonotify", complete))
+    await worker.start_poll()
+    await worker.wait_for_poll()  # now asleep until the clock reaches +60 s
+    producer = await make_jobs(clock=clock)
+    spawner = producer.add_initializer(FnInitializer("nonotify", complete))
     monkeypatch.setattr(Repository, "notify", broken_notify)
-    job = await spawner.spawn(Cfg())
-    assert (await jobs.await_completion(job.id, timeout=10)).state is JobState.COMPLETED
+    job = await spawner.spawn(Cfg())  # committed; the publish fails afterwards
+    with anyio.fail_after(10):
+        await attempts.wait()
+    assert (await producer.find(job.id)).state is JobState.PENDING
+    await controller.advance(timedelta(seconds=60))
+    assert (await worker.await_completion(job.id, timeout=10)).state is JobState.COMPLETED
 
 
 async def test_runner_transaction_commits_with_the_outcome(make_jobs, db_dsn):
