@@ -150,8 +150,24 @@ async def test_alembic_upgrade_installs_the_job_schema(tmp_path, empty_db_dsn):
     assert recorded[0][0] == 1
     assert head == [(f"job_{latest_version():04d}",)]
 
-    # Upgrading again is a no-op for alembic (and so for the job SQL).
+    # Upgrading again is a no-op for alembic (and so for the job SQL): same head, no job
+    # migration re-applied (applied_at unchanged), and the data written meanwhile intact.
+    def state() -> tuple[list[tuple[object, ...]], ...]:
+        with psycopg.connect(empty_db_dsn) as conn:
+            return (
+                conn.execute("SELECT version_num FROM alembic_version").fetchall(),
+                conn.execute(
+                    "SELECT version, name, applied_at FROM job_schema_migrations ORDER BY 1"
+                ).fetchall(),
+                conn.execute("SELECT id, email FROM app_users ORDER BY id").fetchall(),
+            )
+
+    with psycopg.connect(empty_db_dsn) as conn:
+        conn.execute("INSERT INTO app_users (email) VALUES ('a@b.c')")
+    before = state()
     await anyio.to_thread.run_sync(command.upgrade, cfg, "head")
+    assert state() == before
+    assert before[2] == [(1, "a@b.c")]
 
     # The service accepts the alembic-built schema without migrating, and runs jobs on it.
     ran = []

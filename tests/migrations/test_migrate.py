@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from job import Jobs, JobSvcConfig, MigrationError
+from job import Jobs, JobState, JobSvcConfig, MigrationError
 from job.migrate import (
     applied_versions,
     latest_version,
@@ -25,6 +25,7 @@ from job.migrate import (
     run_migrations,
     run_migrations_sync,
 )
+from tests.support import Cfg, FnInitializer, complete
 
 pytestmark = pytest.mark.anyio
 
@@ -60,6 +61,23 @@ def table_exists(dsn: str, name: str) -> bool:
         row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
     assert row is not None
     return bool(row[0])
+
+
+def applied_at(dsn: str) -> list[tuple[int, Any]]:
+    """(version, applied_at) of every recorded migration: unchanged unless one re-ran."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT version, applied_at FROM job_schema_migrations ORDER BY version"
+        ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+async def spawn_and_find(jobs: Jobs) -> None:
+    """The service works on this schema: a spawned job can be read back."""
+    spawner = jobs.add_initializer(FnInitializer("schema_smoke", complete))
+    job = await spawner.spawn(Cfg(n=7))
+    found = await jobs.find(job.id)
+    assert (found.state, found.config) == (JobState.PENDING, {"n": 7, "note": ""})
 
 
 def expected_records() -> list[tuple[int, str]]:
@@ -131,8 +149,14 @@ async def test_concurrent_async_appliers_apply_each_migration_once(empty_db_dsn)
     conns = [await psycopg.AsyncConnection.connect(empty_db_dsn) for _ in range(n)]
     results: list[list[int]] = []
     go = anyio.Event()
+    all_ready = anyio.Event()
+    ready = 0
 
     async def apply(conn: psycopg.AsyncConnection[Any]) -> None:
+        nonlocal ready
+        ready += 1
+        if ready == n:
+            all_ready.set()
         await go.wait()
         results.append(await run_migrations(conn))
 
@@ -140,7 +164,7 @@ async def test_concurrent_async_appliers_apply_each_migration_once(empty_db_dsn)
         async with anyio.create_task_group() as tg:
             for conn in conns:
                 tg.start_soon(apply, conn)
-            await anyio.sleep(0.05)
+            await all_ready.wait()  # every task is waiting at the start line
             go.set()
     finally:
         for conn in conns:
@@ -197,9 +221,14 @@ async def test_init_with_pg_con_migrates_by_default(empty_db_dsn):
     finally:
         await jobs.shutdown()
     # A second service on the now current schema migrates nothing and starts fine.
+    before = applied_at(empty_db_dsn)
     jobs = await Jobs.init(config)
-    await jobs.shutdown()
+    try:
+        await spawn_and_find(jobs)
+    finally:
+        await jobs.shutdown()
     assert recorded(empty_db_dsn) == expected_records()
+    assert applied_at(empty_db_dsn) == before
 
 
 async def test_init_without_migrations_on_empty_database_says_what_to_do(empty_db_dsn):
@@ -235,8 +264,16 @@ async def test_init_with_a_pool_does_not_migrate_by_default(empty_db_dsn):
 
 
 async def test_init_without_migrations_on_current_schema_starts(db_dsn):
+    """exec_migrations=False on a current schema: the service starts, works, and has not
+    touched the version table."""
+    before = applied_at(db_dsn)
+    assert [v for v, _ in before] == list(range(1, latest_version() + 1))
     jobs = await Jobs.init(JobSvcConfig(pg_con=db_dsn, exec_migrations=False))
-    await jobs.shutdown()
+    try:
+        await spawn_and_find(jobs)
+    finally:
+        await jobs.shutdown()
+    assert applied_at(db_dsn) == before
 
 
 # -- the schema --------------------------------------------------------------------------------
