@@ -34,7 +34,7 @@ from job import (
     RetryLater,
     RetrySettings,
 )
-from tests.support import Cfg, FnInitializer
+from tests.support import Cfg, FnInitializer, wait_for_job
 
 pytestmark = pytest.mark.anyio
 
@@ -258,8 +258,13 @@ async def drive(
             if snapshot.state is JobState.PENDING and due is not None and due > h.clock.now():
                 waits.append((snapshot.attempt, due))
                 await h.controller.advance(due - h.clock.now())
-            else:
-                await anyio.sleep(0.005)  # running, or due now: the service moves it on
+            else:  # running, or due now: the service moves it on by itself
+                await wait_for_job(
+                    h.jobs,
+                    job.id,
+                    lambda j, s=snapshot: (j.state, len(j.events)) != (s.state, len(s.events)),
+                    what="the service to move the job on",
+                )
     return job.id, spawned, snapshot, waits
 
 
