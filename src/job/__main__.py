@@ -4,23 +4,31 @@
   against ``URL``, ``$JOB_DATABASE_URL``, or a throwaway local PostgreSQL server.
 * ``job migrate [--dsn URL]`` applies the library's pending schema migrations to ``URL`` (or
   ``$JOB_DATABASE_URL``) and prints the versions it applied.
+* ``job worker MODULE:ATTR [--dsn URL] [--log-level LEVEL]`` runs an application's ``Jobs``
+  until SIGTERM/SIGINT, then shuts it down gracefully (see :mod:`job.worker`).
 
-Exit status: 0 on success, 1 on failure, 2 on a usage error or when there is no database.
+Exit status: 0 on success, 1 on failure, 2 on a usage error, a bad worker target, or when
+there is no database; a worker stopped by a second signal exits with 128 + the signal number.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 import psycopg
 
 from job import _demo
-from job.errors import MigrationError
+from job.config import JobSvcConfig
+from job.errors import JobError, MigrationError
 from job.migrate import applied_versions, latest_version, run_migrations
+from job.service import Jobs
+from job.worker import WorkerTargetError, import_target, jobs_from_target, run_worker
 
 __all__ = ["build_parser", "main"]
 
@@ -46,7 +54,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate = commands.add_parser("migrate", help="apply the job schema migrations")
     migrate.add_argument("--dsn", help=f"PostgreSQL URL (default: ${_demo.ENV_DSN})")
+    worker = commands.add_parser(
+        "worker",
+        help="run an application's jobs until SIGTERM/SIGINT, then shut down gracefully",
+        description=WORKER_DESCRIPTION,
+        epilog=WORKER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker.add_argument(
+        "target",
+        metavar="MODULE:ATTR",
+        help="where the Jobs is: a Jobs instance, or a zero-argument function returning one",
+    )
+    worker.add_argument(
+        "--dsn",
+        metavar="URL",
+        help=(
+            f"set ${_demo.ENV_DSN} to URL before the target is imported (the target reads it;"
+            " prefer the variable itself: a password in argv is visible to ps)"
+        ),
+    )
+    worker.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        metavar="LEVEL",
+        help="logging level of the log on stderr: DEBUG, INFO, WARNING, ERROR (default: INFO)",
+    )
     return parser
+
+
+WORKER_DESCRIPTION = f"""\
+Run the Jobs service at MODULE:ATTR as a worker: import MODULE (from the current directory or
+sys.path), take ATTR (dotted names allowed), open the service unless it is open, start
+polling, print "job worker started: ..." on stdout, and run until SIGTERM or SIGINT.
+
+ATTR is either
+  * a Jobs instance that is not polling yet, e.g. jobs = Jobs(JobSvcConfig(pg_con=...)) with
+    its initializers registered by jobs.add_initializer(...); or
+  * a function taking no arguments, sync or async, that returns such a Jobs.
+The target builds its own JobSvcConfig; read the database URL from ${_demo.ENV_DSN}.
+
+On the first SIGTERM or SIGINT the worker shuts down gracefully: it stops claiming jobs, lets
+running jobs finish within shutdown_timeout, hands the rest back to pending (an
+execution_aborted event, attempt unchanged), prints "job worker stopped ..." and exits 0.
+A second SIGTERM or SIGINT during the shutdown exits at once (see the exit statuses): the
+jobs still running then stay 'running' until lost-job recovery runs them again, after
+job_lost_interval. Logs go to stderr."""
+
+WORKER_EPILOG = """\
+exit status:
+  0    stopped by SIGTERM/SIGINT after a graceful shutdown
+  1    the service failed (cannot connect, schema behind, the target's function raised)
+  2    usage error, or the target cannot be imported or is not a Jobs source
+  130  a second SIGINT during the shutdown (128 + 2)
+  143  a second SIGTERM during the shutdown (128 + 15)"""
 
 
 async def _migrate(dsn: str) -> tuple[list[int], list[int]]:
@@ -63,7 +126,7 @@ def migrate_command(dsn: str) -> int:
     try:
         applied, versions = asyncio.run(_migrate(dsn))
     except (psycopg.Error, MigrationError) as exc:
-        _out(f"job migrate: {exc}", err=True)
+        _out(f"job migrate: {JobSvcConfig(pg_con=dsn).redact(str(exc))}", err=True)
         return 1
     if applied:
         _out("applied migrations: " + ", ".join(str(v) for v in applied))
@@ -71,6 +134,48 @@ def migrate_command(dsn: str) -> int:
         _out("no pending migrations")
     _out(f"schema at version {max(versions, default=0)} (this library expects {latest_version()})")
     return 0
+
+
+async def _run_worker(target: object, spec: str) -> int:
+    jobs = await jobs_from_target(target, spec)
+
+    def started(jobs: Jobs) -> None:
+        types = ",".join(jobs._registry.job_types)
+        _out(f"job worker started: instance={jobs.instance_id} pid={os.getpid()} types={types}")
+        sys.stdout.flush()
+
+    sig = await run_worker(jobs, on_started=started)
+    _out(f"job worker stopped after {sig.name}")
+    return 0
+
+
+def worker_command(spec: str, dsn: str | None, log_level: str) -> int:
+    """``job worker``: import ``spec`` and run it until a signal; the exit status."""
+    if dsn:
+        os.environ[_demo.ENV_DSN] = dsn
+    logging.basicConfig(
+        level=log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Like `python -m`, so that `job worker my_app.jobs:jobs` finds my_app in the current dir.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target = import_target(spec)
+        return asyncio.run(_run_worker(target, spec))
+    except WorkerTargetError as exc:
+        if exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
+        _out(f"job worker: {exc}", err=True)
+        return 2
+    except JobError as exc:
+        _out(f"job worker: {type(exc).__name__}: {exc}", err=True)
+        return 1
+    except Exception as exc:
+        traceback.print_exception(exc, file=sys.stderr)
+        _out(f"job worker: {type(exc).__name__}: {exc}", err=True)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo.main(dsn, args.jobs)
+        if args.command == "worker":
+            return worker_command(args.target, dsn, args.log_level)
         dsn = dsn or os.environ.get(_demo.ENV_DSN)
         if not dsn:
             parser.error(f"migrate needs --dsn or ${_demo.ENV_DSN}")
