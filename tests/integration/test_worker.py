@@ -23,6 +23,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from job import DatabaseError, Jobs, JobSpawner, JobSvcConfig
 from job._demo import ENV_DSN
+from job.worker import install_signal_handlers
 from tests.acceptance._harness import ROOT, Proc, connect, fetch, wait_until
 from tests.fixtures.db import PgServer
 from tests.worker_targets import (
@@ -358,3 +359,52 @@ async def test_the_worker_log_never_shows_the_password(start_worker, db_dsn):
     assert await proc.wait_exit(timeout=30) == 0, proc.describe()
     assert "DEBUG" in output(proc)
     assert PASSWORD not in output(proc)
+
+
+# -- embedding: install_signal_handlers in the test process ------------------------------------
+
+
+async def test_install_signal_handlers_shuts_down_on_the_first_signal(make_jobs, db_dsn):
+    """The embedding helper in this process: SIGTERM starts jobs.shutdown() (the running job
+    is handed back at the 2 s timeout), stop.wait() returns once it has finished, and the
+    handler that was there before is back afterwards."""
+    jobs = await make_jobs()  # shutdown_timeout 2 s
+    spawn = jobs.add_initializer(HoldInitializer())
+    await jobs.start_poll()
+    job = await spawn.spawn(HoldConfig(mode="forever"))
+    async with connect(db_dsn) as conn:
+
+        async def job_running() -> bool:
+            return await execution(conn, job.id) == ("running", 1)
+
+        await wait_until(job_running, timeout=30, what="the job to run")
+
+        def before(signum: int, frame: object) -> None:
+            raise AssertionError("the previous handler ran")
+
+        original = signal.signal(signal.SIGTERM, before)
+        try:
+            with install_signal_handlers(jobs) as stop:
+                assert not stop.requested
+                os.kill(os.getpid(), signal.SIGTERM)
+                with anyio.fail_after(30):
+                    assert await stop.wait() is signal.SIGTERM
+                assert stop.requested and stop.signal is signal.SIGTERM
+                assert await execution(conn, job.id) == ("pending", 1)  # shutdown has finished
+                assert (await events(conn, job.id))[-2] == "execution_aborted"
+            assert signal.getsignal(signal.SIGTERM) is before
+        finally:
+            signal.signal(signal.SIGTERM, original)
+
+
+async def test_install_signal_handlers_without_shutdown_only_records_the_signal(make_jobs):
+    jobs = await make_jobs()
+    await jobs.start_poll()
+    previous = signal.getsignal(signal.SIGINT)
+    with install_signal_handlers(jobs, shutdown=False) as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        with anyio.fail_after(10):
+            assert await stop.wait() is signal.SIGINT
+        await jobs.wait_for_poll()  # still polling: nothing was shut down
+        await jobs.reclaim_lost_jobs()
+    assert signal.getsignal(signal.SIGINT) is previous
