@@ -32,6 +32,25 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing (not a default session, not in CI; see docs/testing.md).
+
+    `nox -s mutants` runs the scripted SQL mutants (tests/mutation/sql_mutants.py) and
+    cosmic-ray over retry.py and clock.py (tests/mutation/py_mutants.py). Both work on a copy
+    of the tree in a temporary directory and never write to the working tree. Arguments pick
+    a part: `nox -s mutants -- sql [names...]`, `nox -s mutants -- python [retry|clock]`;
+    add `--src-rev HEAD` to take src/ from the last commit.
+    """
+    session.install("-e", ".[test,mutation]")
+    args = list(session.posargs)
+    part = args.pop(0) if args and args[0] in ("sql", "python") else "all"
+    if part in ("sql", "all"):
+        session.run("python", "-m", "tests.mutation.sql_mutants", *args)
+    if part in ("python", "all"):
+        session.run("python", "-m", "tests.mutation.py_mutants", *args)
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """The demo worker (starts its own PostgreSQL unless JOB_DATABASE_URL is set)."""
     session.install("-e", ".[binary]")

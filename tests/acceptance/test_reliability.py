@@ -38,6 +38,9 @@ from tests.acceptance.worker import WorkConfig
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 LOST = 2.0  # job_lost_interval of the workers, seconds
+# Event-loop and database scheduling delay allowed on top of a documented bound, seconds (the
+# storm runs 4 workers, a spawner and PostgreSQL on 2 cores).
+SCHEDULING_SLACK = 0.5
 
 N_WORKERS = 4
 N_JOBS = 5000
@@ -147,9 +150,18 @@ async def test_crash_storm(acc_dsn: str, launcher: Launcher):
         },
     )
     assert len(killed) == N_JOBS // BURST
-    # The kills landed mid-burst: recovery was really exercised, and within a few intervals.
+    # The kills landed mid-burst: recovery was really exercised.
     assert recoveries, "no kill caught a running job; the storm proved nothing"
-    assert max(recoveries) < 4 * LOST, sorted(recoveries)[-5:]
+    # The documented promise (docs/configuration.md, job_lost_interval): a dead worker's job
+    # is reclaimed between 1x and 1.5x the interval after its last heartbeat (the lost check
+    # runs every interval / 2), plus scheduling delay on a loaded machine. stalled_secs in
+    # execution_lost is exactly that age, measured by the database at the reclaim.
+    stalled = [d["stalled_secs"] for h in history.values() for t, d in h if t == "execution_lost"]
+    assert min(stalled) >= LOST, sorted(stalled)[:5]
+    assert max(stalled) <= 1.5 * LOST + SCHEDULING_SLACK, sorted(stalled)[-5:]
+    # From the kill (up to interval / 4 after the last heartbeat) to the next run's start:
+    # the same bound, plus the reclaimed job's claim by a woken poller.
+    assert max(recoveries) <= 1.5 * LOST + 2 * SCHEDULING_SLACK, sorted(recoveries)[-5:]
 
 
 @pytest.mark.timeout(150)

@@ -1,10 +1,11 @@
 """A throwaway copy of the project to mutate, and running pytest against it.
 
 Other developers edit ``src/job`` in the same working tree while mutants run, so a mutation
-tool must never touch it: ``project_copy()`` copies ``src/``, ``tests/`` and ``pyproject.toml``
-into a temporary directory, and ``run_pytest()`` runs the tests there with ``PYTHONPATH`` set to
-the copy's ``src`` (which wins over an editable install of the original), after checking that
-``import job`` really resolves to the copy.
+tool must never touch it: ``project_copy()`` copies ``src/``, ``tests/``, ``docs/``,
+``scripts/``, ``README.md`` and ``pyproject.toml`` into a temporary directory, and
+``run_pytest()`` runs the tests there with ``PYTHONPATH`` set to the copy's ``src`` (which wins
+over an editable install of the original), after checking that ``import job`` really resolves
+to the copy.
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ def project_copy(src_rev: str | None = None) -> Iterator[Path]:
                 check=True,
             )
             subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-        shutil.copy2(ROOT / "pyproject.toml", dest / "pyproject.toml")
+        for name in ("docs", "scripts"):  # for the docs snippet check
+            shutil.copytree(ROOT / name, dest / name, ignore=_IGNORE)
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(ROOT / name, dest / name)
         yield dest
 
 
