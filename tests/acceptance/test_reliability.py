@@ -132,6 +132,7 @@ async def test_crash_storm(acc_dsn: str, launcher: Launcher):
             recoveries.append(min(later) - killed[instance])
 
     rerun_jobs = sum(1 for r in run_rows.values() if len(r) > 1)
+    stalled = [d["stalled_secs"] for h in history.values() for t, d in h if t == "execution_lost"]
     figures(
         "crash storm",
         {
@@ -145,6 +146,7 @@ async def test_crash_storm(acc_dsn: str, launcher: Launcher):
             "lost_jobs_recovered": len(recoveries),
             "max_recover_s": round(max(recoveries, default=0.0), 2),
             "mean_recover_s": round(sum(recoveries) / len(recoveries), 2) if recoveries else None,
+            "max_stalled_s": round(max(stalled, default=0.0), 2),
             "storm_s": round(storm_secs, 1),
             "total_s": round(total_secs, 1),
         },
@@ -156,7 +158,6 @@ async def test_crash_storm(acc_dsn: str, launcher: Launcher):
     # is reclaimed between 1x and 1.5x the interval after its last heartbeat (the lost check
     # runs every interval / 2), plus scheduling delay on a loaded machine. stalled_secs in
     # execution_lost is exactly that age, measured by the database at the reclaim.
-    stalled = [d["stalled_secs"] for h in history.values() for t, d in h if t == "execution_lost"]
     assert min(stalled) >= LOST, sorted(stalled)[:5]
     assert max(stalled) <= 1.5 * LOST + SCHEDULING_SLACK, sorted(stalled)[-5:]
     # From the kill (up to interval / 4 after the last heartbeat) to the next run's start:
