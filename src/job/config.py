@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 from urllib.parse import unquote
 
 import psycopg
@@ -143,6 +143,22 @@ class JobSvcConfig(BaseModel):
         default_factory=ClockHandle.realtime,
         description="The application clock (real, or manual in tests).",
     )
+
+    if TYPE_CHECKING:
+        # What type checkers see (pydantic builds the real __init__). Without it, a checker
+        # that reads the field types (pyright, mypy without the pydantic plugin) rejects
+        # pg_con="postgresql://...", which pydantic accepts. Lists every field (a test checks).
+        def __init__(
+            self,
+            *,
+            pg_con: str | SecretStr | None = None,
+            pool: AsyncConnectionPool[Any] | None = None,
+            max_connections: int = 10,
+            connection_timeout: timedelta | float | str = ...,
+            exec_migrations: bool | None = None,
+            poller_config: JobPollerConfig = ...,
+            clock: ClockHandle = ...,
+        ) -> None: ...
 
     @model_validator(mode="after")
     def _one_connection_source(self) -> Self:

@@ -4,13 +4,16 @@ connection errors. (With a real server rejecting the password: tests/integration
 
 from __future__ import annotations
 
+import ast
 import traceback
+from pathlib import Path
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr, ValidationError
 
 from job import DatabaseError, Jobs, JobSvcConfig
+from job import config as config_module
 
 PASSWORD = "s3cr3t-Pw"
 
@@ -127,3 +130,42 @@ async def test_an_unparseable_dsn_error_does_not_contain_the_password(dsn, fragm
     assert str(exc).startswith("cannot connect to PostgreSQL: ")
     assert '"***"' in str(exc)
     assert fragment not in everything_about(exc)
+
+
+def test_the_type_checking_signature_lists_every_field():
+    """config.py declares JobSvcConfig.__init__ for type checkers (so that pg_con="..." type
+    checks without the pydantic plugin); it must name every field, with its default."""
+    tree = ast.parse(Path(config_module.__file__).read_text())
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "JobSvcConfig"]
+    (init,) = [
+        n
+        for block in cls.body
+        if isinstance(block, ast.If)
+        for n in block.body
+        if isinstance(n, ast.FunctionDef) and n.name == "__init__"
+    ]
+    pairs = zip(init.args.kwonlyargs, init.args.kw_defaults, strict=True)
+    declared = {arg.arg: default for arg, default in pairs}
+    assert set(declared) == set(JobSvcConfig.model_fields)
+    for name, field in JobSvcConfig.model_fields.items():
+        default = declared[name]
+        if isinstance(default, ast.Constant) and default.value is not Ellipsis:
+            assert field.default == default.value, name
+
+
+def test_a_plain_str_type_checks_without_the_pydantic_plugin(tmp_path):
+    mypy_api = pytest.importorskip("mypy.api")
+    source = tmp_path / "usage.py"
+    source.write_text(
+        "from job import JobSvcConfig\n"
+        "from pydantic import SecretStr\n"
+        'JobSvcConfig(pg_con="postgresql://app:pw@db/app")\n'
+        'JobSvcConfig(pg_con=SecretStr("postgresql://app:pw@db/app"))\n'
+        'JobSvcConfig(pg_con=b"bytes")  # type: ignore[arg-type]\n'
+    )
+    (tmp_path / "mypy.ini").write_text("[mypy]\nstrict = True\nwarn_unused_ignores = True\n")
+    stdout, stderr, status = mypy_api.run(
+        ["--config-file", str(tmp_path / "mypy.ini"), "--no-incremental",
+         "--cache-dir=/dev/null", str(source)]
+    )  # fmt: skip
+    assert status == 0, stdout + stderr
