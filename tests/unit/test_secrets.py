@@ -14,6 +14,7 @@ from pydantic import SecretStr, ValidationError
 
 from job import DatabaseError, Jobs, JobSvcConfig
 from job import config as config_module
+from job.__main__ import migrate_command
 
 PASSWORD = "s3cr3t-Pw"
 
@@ -169,3 +170,13 @@ def test_a_plain_str_type_checks_without_the_pydantic_plugin(tmp_path):
          "--cache-dir=/dev/null", str(source)]
     )  # fmt: skip
     assert status == 0, stdout + stderr
+
+
+@pytest.mark.parametrize(
+    "dsn", [URI, f"postgresql://app:{PASSWORD}%zz@127.0.0.1:1/db"], ids=["refused", "unparseable"]
+)
+def test_job_migrate_errors_do_not_contain_the_password(dsn, capsys):
+    assert migrate_command(dsn) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("job migrate: ")
+    assert PASSWORD not in err
