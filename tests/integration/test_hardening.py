@@ -277,6 +277,7 @@ async def test_outcome_writes_are_retried_across_a_connection_loss(make_jobs, db
     retries on a new connection and each job completes exactly once (no lost-job rerun)."""
     runs: Counter[str] = Counter()
     all_started = anyio.Event()
+    unplugged = anyio.Event()
     started = 0
 
     async def run(current):
@@ -286,12 +287,14 @@ async def test_outcome_writes_are_retried_across_a_connection_loss(make_jobs, db
         if started == 20:
             all_started.set()
         await all_started.wait()
-        if current.config.n == 0:  # one run pulls the plug for everyone
+        if current.config.n == 0:  # one run pulls the plug for everyone, then all return
             await execute(
                 db_dsn,
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()",
             )
+            unplugged.set()
+        await unplugged.wait()
         return Complete()
 
     jobs = await make_jobs()
