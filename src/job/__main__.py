@@ -140,7 +140,7 @@ async def _run_worker(target: object, spec: str) -> int:
     jobs = await jobs_from_target(target, spec)
 
     def started(jobs: Jobs) -> None:
-        types = ",".join(jobs._registry.job_types)
+        types = ",".join(jobs.job_types)
         _out(f"job worker started: instance={jobs.instance_id} pid={os.getpid()} types={types}")
         sys.stdout.flush()
 

@@ -361,6 +361,11 @@ class Jobs:
         return self._clock
 
     @property
+    def job_types(self) -> list[str]:
+        """The job types registered in this process, sorted."""
+        return self._registry.job_types
+
+    @property
     def instance_id(self) -> UUID:
         """This service instance's id: the owner recorded on the jobs it runs."""
         return self._instance_id

@@ -184,7 +184,7 @@ async def run_worker(jobs: Jobs, *, on_started: Callable[[Jobs], object] | None 
                 logger.info(
                     "worker started: instance %s, job types %s, pid %d",
                     jobs.instance_id,
-                    ", ".join(jobs._registry.job_types) or "(none)",
+                    ", ".join(jobs.job_types) or "(none)",
                     os.getpid(),
                 )
                 if on_started is not None:
