@@ -48,6 +48,14 @@ class _Pending:
     done: asyncio.Future[WriteResult]
 
 
+def _resolve_unresolved(batch: list[_Pending]) -> None:
+    """Resolve what the write left open as FAILED (a helper, so no loop variable of the
+    writer's long-lived frame keeps a finished run's write alive)."""
+    for pending in batch:
+        if not pending.done.done():
+            pending.done.set_result(WriteResult.FAILED)
+
+
 class OutcomeWriter:
     def __init__(
         self,
@@ -101,9 +109,7 @@ class OutcomeWriter:
                     await self._write(batch)
                 finally:
                     self._in_flight = 0
-                    for pending in batch:
-                        if not pending.done.done():
-                            pending.done.set_result(WriteResult.FAILED)
+                    _resolve_unresolved(batch)
                 del batch  # hold nothing of a finished run while idle
             self._idle.set()
 

@@ -500,7 +500,7 @@ async def test_finished_runs_leave_nothing_behind(make_jobs):
         await jobs.await_completion(job.id, timeout=30)
     await jobs.wait_for_poll()
     gc.collect()
-    alive = [o for o in gc.get_objects() if isinstance(o, CurrentJob)]
+    alive = [o for o in gc.get_objects() if isinstance(o, CurrentJob | OutcomeWrite)]
     assert alive == []
     assert jobs.running_count == 0
     assert jobs._dispatcher is not None and jobs._dispatcher.live_ids == []
