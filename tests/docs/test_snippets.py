@@ -131,9 +131,7 @@ def as_module(snippet: Snippet) -> tuple[str, int]:
 
 # Snippets known to fail the check, in docs owned by someone else, with the reason; each must
 # still fail (so this list shrinks as they are fixed). Never add a snippet of your own here.
-KNOWN_BROKEN = {
-    "docs/migrations.md:119": "create_engine() gets get_main_option()'s `str | None`",
-}
+KNOWN_BROKEN: dict[str, str] = {}
 
 PYTHON = snippets("python")
 SHELL = snippets("sh")
