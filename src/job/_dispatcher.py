@@ -109,6 +109,15 @@ async def _run_with_timeout(
     return outcome
 
 
+def _forget_tracebacks(exc: BaseException) -> None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+
+
 def _errored_event(
     attempt: int, message: str, error_type: str, level: str, will_retry: bool
 ) -> dict[str, Any]:
@@ -326,6 +335,10 @@ class Dispatcher:
                 failure = _Failure.from_exception(exc)
                 tel.record_error(span, exc, level="ERROR" if failure.panicked else "WARN")
                 span.set_attribute("conclusion", "Error")
+                # The failure is recorded as text: drop the tracebacks, or an exception object
+                # that outlives the run (a runner raising a stored instance) would keep this
+                # run's frames, its CurrentJob and config alive for good.
+                _forget_tracebacks(exc)
                 await self._fail(
                     row, failure, settings or _retry_settings(initializer), started_at
                 )

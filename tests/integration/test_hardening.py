@@ -491,6 +491,27 @@ async def _wait_attempt(jobs, job_id, attempt: int, *, errored_count: int | None
 # -- memory: nothing of a finished run stays referenced --------------------------------------
 
 
+STORED = RuntimeError("raised again and again")
+
+
+async def test_a_stored_exception_does_not_keep_its_runs_alive(make_jobs):
+    """A runner that raises one long-lived exception instance: its traceback would pin every
+    failed run's frames (and their CurrentJob) for as long as the instance lives."""
+
+    async def run(current):
+        raise STORED
+
+    jobs = await make_jobs()
+    spawner = jobs.add_initializer(FnInitializer("stored", run, retry=ONCE))
+    await jobs.start_poll()
+    spawned = await spawner.spawn_many([Cfg(n=i) for i in range(20)])
+    for job in spawned:
+        assert (await jobs.await_completion(job.id, timeout=10)).state is JobState.ERRORED
+    gc.collect()
+    ids = {j.id for j in spawned}
+    assert [o for o in gc.get_objects() if isinstance(o, CurrentJob) and o.id in ids] == []
+
+
 async def test_finished_runs_leave_nothing_behind(make_jobs):
     jobs = await make_jobs(max_jobs_per_process=50, min_jobs_per_process=30)
     spawner = jobs.add_initializer(FnInitializer("leak", complete))
@@ -500,7 +521,11 @@ async def test_finished_runs_leave_nothing_behind(make_jobs):
         await jobs.await_completion(job.id, timeout=30)
     await jobs.wait_for_poll()
     gc.collect()
-    alive = [o for o in gc.get_objects() if isinstance(o, CurrentJob | OutcomeWrite)]
+    ids = {j.id for j in spawned}
+    # Only this service's runs: earlier tests in the process may leave their own behind.
+    alive = [
+        o for o in gc.get_objects() if isinstance(o, CurrentJob | OutcomeWrite) and o.id in ids
+    ]
     assert alive == []
     assert jobs.running_count == 0
     assert jobs._dispatcher is not None and jobs._dispatcher.live_ids == []
