@@ -1,11 +1,34 @@
-"""The job types this process runs: job_type -> initializer."""
+"""The job types this process runs: job_type -> initializer.
+
+Job type names are bounded and plain (``JOB_TYPE_PATTERN``): they are stored with every job,
+indexed, and sent in wake-up notifications, so a careless name must fail at registration, not
+later in a statement or a notification shared with other types.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from job.errors import ConfigError, RegistryClosedError
 from job.runner import JobInitializer
+
+MAX_JOB_TYPE_LENGTH = 128
+JOB_TYPE_PATTERN = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.:/-]{{0,{MAX_JOB_TYPE_LENGTH - 1}}}")
+JOB_TYPE_RULE = (
+    f"1 to {MAX_JOB_TYPE_LENGTH} characters of A-Z a-z 0-9 _ . : / -,"
+    " starting with a letter, a digit or _"
+)
+
+
+def check_job_type(job_type: object, owner: str) -> str:
+    """``job_type`` if it is a valid job type name, else ``ConfigError`` saying the rule."""
+    if not isinstance(job_type, str) or not job_type:
+        raise ConfigError(f"{owner} must set a non-empty `job_type` string ({JOB_TYPE_RULE})")
+    if JOB_TYPE_PATTERN.fullmatch(job_type) is None:
+        shown = job_type if len(job_type) <= 60 else f"{job_type[:40]}... ({len(job_type)} chars)"
+        raise ConfigError(f"{owner}.job_type {shown!r} is not a valid job type: {JOB_TYPE_RULE}")
+    return job_type
 
 
 class Registry:
@@ -16,11 +39,9 @@ class Registry:
     def add(self, initializer: JobInitializer[Any]) -> None:
         if self._closed:
             raise RegistryClosedError("add_initializer() must be called before start_poll()")
-        job_type = getattr(initializer, "job_type", None)
-        if not isinstance(job_type, str) or not job_type:
-            raise ConfigError(
-                f"{type(initializer).__name__} must set a non-empty `job_type` string"
-            )
+        job_type = check_job_type(
+            getattr(initializer, "job_type", None), type(initializer).__name__
+        )
         if getattr(initializer, "config_type", None) is None:
             raise ConfigError(
                 f"{type(initializer).__name__} has no config type: subclass"
