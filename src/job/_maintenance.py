@@ -1,7 +1,9 @@
 """Liveness, on the wall clock: heartbeats for running jobs and recovery of lost ones.
 
 * Heartbeat, every ``job_lost_interval / 4``: refresh ``alive_at`` of the jobs this process is
-  really running (ids with a live task), so a zombie row is never kept alive.
+  really running (ids with a live task), so a zombie row is never kept alive. It runs in a
+  thread with its own connection (``job._heartbeat``), so a runner that blocks the event loop
+  does not get its job reclaimed; a watchdog (``job._watchdog``) reports such a runner.
 * Lost-job reclaim, every ``job_lost_interval / 2``: rows whose heartbeat is older than the
   interval go back to pending with attempt + 1 (an ``execution_lost`` event names the worker).
   The dispatcher fails a job whose attempt has grown past ``n_attempts`` this way, so a job that
@@ -9,21 +11,24 @@
 * Stale-pending report, every ``pending_jobs_check_interval``: a warning per job type (registered
   here or not) with pending jobs overdue by more than ``max_poll_wait``: nobody claims them.
 
-These loops sleep with ``anyio.sleep`` (monotonic time), never the application clock: a manual
-clock jumped a day ahead must not make every running job look lost.
+These loops (and the heartbeat thread) sleep on monotonic time, never the application clock:
+a manual clock jumped a day ahead must not make every running job look lost.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 
 from job import _telemetry as tel
+from job._connections import ConnectParams
 from job._dispatcher import Dispatcher
+from job._heartbeat import HeartbeatThread
 from job._registry import Registry
 from job._repository import Repository
+from job._watchdog import LoopWatchdog
 from job.clock import ClockHandle
 from job.config import JobPollerConfig
 
@@ -47,18 +52,49 @@ class Maintenance:
         self._clock = clock
         self._config = config
         self._on_reclaimed = on_reclaimed
+        self._heartbeat: HeartbeatThread | None = None
+        self._watchdog: LoopWatchdog | None = None
 
-    async def run_heartbeats(self) -> None:
-        interval = self._config.job_lost_interval.total_seconds() / 4
-        while True:
-            await anyio.sleep(interval)
-            ids = self._dispatcher.live_ids
-            if not ids:
-                continue
-            try:
-                await self._repo.heartbeat(ids)
-            except Exception:
-                logger.error("job heartbeat failed", exc_info=True)
+    def start_threads(
+        self,
+        params: ConnectParams,
+        *,
+        refresh_params: Callable[[], Awaitable[ConnectParams]] | None,
+        connect_timeout: float,
+    ) -> None:
+        """Start the heartbeat thread and the blocked-loop watchdog (call on the event loop,
+        then run :meth:`run_ticker` as a task)."""
+        self._heartbeat = HeartbeatThread(
+            params=params,
+            refresh_params=refresh_params,
+            instance_id=self._repo.instance_id,
+            live_ids=lambda: self._dispatcher.live_ids,
+            interval=self._config.job_lost_interval.total_seconds() / 4,
+            connect_timeout=connect_timeout,
+        )
+        self._watchdog = LoopWatchdog(
+            blocked_after=self._config.blocked_loop_warning.total_seconds(),
+            run_code=Dispatcher._execute.__code__,
+        )
+        self._heartbeat.start()
+        self._watchdog.start()
+
+    async def run_ticker(self) -> None:
+        """The watchdog's mark on the event loop (see ``job._watchdog``)."""
+        if self._watchdog is not None:
+            await self._watchdog.run_ticker()
+
+    async def stop_threads(self, timeout: float = 2.0) -> None:
+        """Stop the heartbeat thread and the watchdog; wait at most ``timeout`` for each."""
+        threads = [t for t in (self._heartbeat, self._watchdog) if t is not None]
+        for thread in threads:
+            thread.request_stop()
+        for thread in threads:
+            if not await anyio.to_thread.run_sync(thread.join, timeout):
+                logger.warning(
+                    "job %s thread did not stop within %.1fs", type(thread).__name__, timeout
+                )
+        self._heartbeat = self._watchdog = None
 
     async def run_lost_reclaim(self) -> None:
         interval = self._config.job_lost_interval.total_seconds() / 2

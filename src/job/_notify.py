@@ -9,10 +9,20 @@ re-polls at the next due time (at most ``max_poll_wait``) and completion waiters
   once at the end of that window (a trailing edge, so the last spawn of a burst always wakes
   the pollers). An idle system pays one round trip of latency; a loop of single spawns pays one
   NOTIFY per window instead of one per spawn (a NOTIFY per spawn cost about 40% of single-spawn
-  throughput on 2 cores). A failed publish is logged and retried; it never turns a committed
-  spawn into an error.
+  throughput on 2 cores). A failed publish never turns a committed spawn into an error. A
+  retryable failure (connection lost, server restarting) is retried with backoff. Any other
+  failure cannot be cured by retrying, so it must not block the payloads queued behind it: the
+  batch is re-sent one payload at a time, and a payload the database refuses is logged and
+  dropped, replaced by one generic wake-up (``ANY_READY_PAYLOAD``).
+* A payload is never too long for ``pg_notify`` (which refuses 8000 bytes or more): one longer
+  than ``MAX_PAYLOAD_BYTES`` is sent as ``ANY_READY_PAYLOAD``, an ``execution_ready`` without
+  a ``job_type``, which every listener treats as "a job of any type may be ready".
 * The **listener** holds one dedicated connection with ``LISTEN job_events`` and reconnects by
-  itself after a failure.
+  itself after a failure, with backoff; after a reconnect it wakes the poller once, since the
+  notifications sent meanwhile are gone. Each attempt (connect and ``LISTEN``) is bounded by
+  ``connection_timeout``. ``Jobs.start_poll()`` waits for the first attempt only: if it fails,
+  polling starts anyway (the poller's ``max_poll_wait`` backstop finds new jobs), one warning
+  is logged, and the listener keeps reconnecting in the background.
 """
 
 from __future__ import annotations
@@ -28,15 +38,39 @@ import psycopg
 from anyio.abc import TaskStatus
 
 from job._repository import NOTIFY_CHANNEL, Repository
+from job.errors import DatabaseError
 
 logger = logging.getLogger(__name__)
 
 # Seconds within which the same notification is not sent twice (see the module docstring).
 REPEAT_WINDOW = 0.005
 
+# pg_notify refuses a payload of 8000 bytes or more in the server's encoding. Valid payloads
+# are under 200 bytes (job types are at most 128 characters); half the limit leaves room for
+# any encoding a UTF-8 payload may be converted to.
+MAX_PAYLOAD_BYTES = 3999
+
+# An execution_ready without a job_type: "a job of any type may be ready" (wakes every poller).
+ANY_READY_PAYLOAD = json.dumps({"type": "execution_ready"})
+
+
+def sendable(payload: str) -> str:
+    """``payload``, or ``ANY_READY_PAYLOAD`` if it is too long for ``pg_notify``."""
+    if len(payload.encode("utf-8", "replace")) <= MAX_PAYLOAD_BYTES:
+        return payload
+    return ANY_READY_PAYLOAD
+
 
 def ready_payload(job_type: str) -> str:
-    return json.dumps({"type": "execution_ready", "job_type": job_type})
+    return sendable(json.dumps({"type": "execution_ready", "job_type": job_type}))
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, DatabaseError) and exc.is_retryable
+
+
+def _backoff(failures: int, cap: float) -> float:
+    return float(min(0.1 * 2**failures, cap))
 
 
 class Notifier:
@@ -61,7 +95,7 @@ class Notifier:
     # -- emitter -----------------------------------------------------------------------------
 
     def publish(self, payload: str) -> None:
-        self._pending.add(payload)
+        self._pending.add(sendable(payload))
         if self._idle.is_set():
             self._idle = anyio.Event()
         self._wake.set()
@@ -78,11 +112,11 @@ class Notifier:
             if payloads:
                 self._pending.difference_update(payloads)
                 try:
-                    await self._repo.notify(payloads)
+                    sent = await self._send(payloads)
                     failures = 0
                     now = time.monotonic()
-                    self._sent_at.update(dict.fromkeys(payloads, now))
-                except Exception:
+                    self._sent_at.update(dict.fromkeys(sent, now))
+                except Exception:  # retryable only: _send drops what cannot ever be sent
                     failures += 1
                     logger.warning("job notification publish failed; will retry", exc_info=True)
                     self._pending.update(payloads)
@@ -98,46 +132,109 @@ class Notifier:
                 if len(self._sent_at) > 1024:  # forget old payloads (one per job type)
                     self._sent_at.clear()
 
+    async def _send(self, payloads: list[str]) -> list[str]:
+        """Publish ``payloads``; return those sent. Raises only retryable errors (the caller
+        retries the batch); a payload the database refuses otherwise is dropped, alone."""
+        try:
+            await self._repo.notify(payloads)
+            return payloads
+        except Exception as exc:
+            if _is_retryable(exc):
+                raise
+            if len(payloads) == 1:
+                self._drop(payloads[0], exc)
+                return []
+        sent = []
+        for payload in payloads:  # isolate the payload(s) the database refuses
+            try:
+                await self._repo.notify([payload])
+                sent.append(payload)
+            except Exception as exc:
+                if _is_retryable(exc):
+                    raise
+                self._drop(payload, exc)
+        return sent
+
+    def _drop(self, payload: str, exc: BaseException) -> None:
+        logger.warning(
+            "job notification %r refused by the database, dropped (pollers are woken with a"
+            " generic wake-up instead): %s",
+            payload[:200],
+            exc,
+        )
+        if payload != ANY_READY_PAYLOAD:
+            self._pending.add(ANY_READY_PAYLOAD)
+            self._wake.set()
+
     async def flush(self) -> None:
         """Wait until everything published so far has been sent (in flight included)."""
         await self._idle.wait()
 
     # -- listener ----------------------------------------------------------------------------
 
-    async def run_listener(self, *, task_status: TaskStatus[None]) -> None:
+    async def run_listener(self, attempt_timeout: float, *, task_status: TaskStatus[None]) -> None:
+        """Hold the LISTEN connection. Reports started after the first attempt, whether it
+        succeeded or not (polling must not wait for wake-ups), bounded by ``attempt_timeout``."""
         started = False
         failures = 0
         while True:
+            conn: psycopg.AsyncConnection[Any] | None = None
             try:
-                conn = await self._connect()
-            except psycopg.Error:
+                with anyio.fail_after(attempt_timeout):
+                    conn = await self._connect()
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            except (psycopg.Error, OSError, TimeoutError):
+                if conn is not None:
+                    await conn.close()
                 failures += 1
-                logger.error("job listener could not connect; retrying", exc_info=True)
-                await anyio.sleep(min(0.1 * 2**failures, 5.0))
+                if not started:
+                    logger.warning(
+                        "job listener could not connect at start; polling without wake-ups"
+                        " (new jobs are found within max_poll_wait) and reconnecting in the"
+                        " background",
+                        exc_info=True,
+                    )
+                    started = True
+                    task_status.started()
+                elif failures == 1:
+                    logger.error("job listener could not connect; retrying", exc_info=True)
+                else:
+                    logger.debug("job listener could not connect (%d in a row)", failures)
+                await anyio.sleep(_backoff(failures, 5.0))
                 continue
             try:
                 async with conn:
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    failures = 0
                     if not started:
                         started = True
                         task_status.started()
                     else:
+                        if failures:
+                            logger.info(
+                                "job listener connected after %d failed attempt(s)", failures
+                            )
                         # Notifications sent while we were away are gone: poll once anyway.
-                        for job_type in self._registered_types():
-                            self._on_ready(job_type)
+                        self._wake_all()
+                    failures = 0
                     async for notify in conn.notifies():
                         self._dispatch(notify.payload)
-            except psycopg.Error:
-                failures += 1
+            except (psycopg.Error, OSError):
+                failures = 1
                 logger.error("job listener connection lost; reconnecting", exc_info=True)
-                await anyio.sleep(min(0.1 * 2**failures, 5.0))
+                await anyio.sleep(_backoff(failures, 5.0))
+
+    def _wake_all(self) -> None:
+        for job_type in self._registered_types():
+            self._on_ready(job_type)
 
     def _dispatch(self, payload: str) -> None:
         try:
             message = json.loads(payload)
             kind = message["type"]
             if kind == "execution_ready":
-                self._on_ready(str(message["job_type"]))
-        except (ValueError, KeyError, TypeError):
-            logger.warning("ignoring malformed job notification: %r", payload)
+                job_type = message.get("job_type")
+                if job_type is None:  # ANY_READY_PAYLOAD: a job of any type may be ready
+                    self._wake_all()
+                else:
+                    self._on_ready(str(job_type))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            logger.warning("ignoring malformed job notification: %r", payload[:200])

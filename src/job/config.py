@@ -79,6 +79,15 @@ class JobPollerConfig(BaseModel):
             " has claimed."
         ),
     )
+    blocked_loop_warning: timedelta = Field(
+        default=timedelta(seconds=1),
+        gt=timedelta(0),
+        description=(
+            "A polling worker logs a warning (logger job.watchdog) naming the job whose"
+            " runner blocks the event loop for longer than this (wall clock), and another"
+            " with the total when the loop runs again. Heartbeats go on meanwhile."
+        ),
+    )
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Self:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,6 +35,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
 from job import _telemetry as tel
+from job._connections import pool_connect_params
 from job._dbclock import DatabaseClockSync
 from job._dispatcher import Dispatcher
 from job._maintenance import Maintenance
@@ -207,21 +207,15 @@ class Jobs:
             await self._close.wait()
             tg.cancel_scope.cancel()
 
-    @staticmethod
-    async def _listen_connection(pool: AsyncConnectionPool[Any]) -> AsyncConnection[Any]:
-        """A dedicated autocommit connection for LISTEN, made like the pool's connections."""
-        conninfo: Any = pool.conninfo
-        if callable(conninfo):
-            conninfo = conninfo()
-            if inspect.isawaitable(conninfo):
-                conninfo = await conninfo
-        kwargs: Any = pool.kwargs
-        if callable(kwargs):
-            kwargs = kwargs()
-            if inspect.isawaitable(kwargs):
-                kwargs = await kwargs
-        options = {k: v for k, v in dict(kwargs or {}).items() if k != "autocommit"}
-        return await psycopg.AsyncConnection.connect(str(conninfo), autocommit=True, **options)
+    async def _listen_connection(self, pool: AsyncConnectionPool[Any]) -> AsyncConnection[Any]:
+        """A dedicated autocommit connection for LISTEN, made like the pool's connections;
+        connecting times out after ``connection_timeout`` (it can never hang)."""
+        params = await pool_connect_params(pool)
+        timeout = self._config.connection_timeout.total_seconds()
+        with anyio.fail_after(timeout):
+            return await psycopg.AsyncConnection.connect(
+                params.conninfo, **params.connect_kwargs(timeout)
+            )
 
     def add_initializer(self, initializer: JobInitializer[C]) -> JobSpawner[C]:
         """Register a job type; returns its typed spawner. Call before :meth:`start_poll`."""
@@ -272,9 +266,25 @@ class Jobs:
         # of start_poll() has open, or every poll would become its child.
         token = otel_context.attach(otel_context.Context())
         try:
-            await tg.start(self._notifier.run_listener, name="job-listener")
+            # Returns after the listener's first attempt even if it failed (bounded by
+            # connection_timeout): polling never waits for wake-ups (see docs/liveness.md).
+            await tg.start(
+                self._notifier.run_listener,
+                cfg.connection_timeout.total_seconds(),
+                name="job-listener",
+            )
+            pool = self._pool
+            maintenance.start_threads(
+                await pool_connect_params(pool),
+                refresh_params=(
+                    (lambda: pool_connect_params(pool))
+                    if callable(pool.conninfo) or callable(pool.kwargs)
+                    else None
+                ),
+                connect_timeout=cfg.connection_timeout.total_seconds(),
+            )
+            tg.start_soon(maintenance.run_ticker, name="job-watchdog-ticker")
             await tg.start(poller.run, name="job-poller")
-            tg.start_soon(maintenance.run_heartbeats, name="job-heartbeat")
             tg.start_soon(maintenance.run_lost_reclaim, name="job-lost-reclaim")
             tg.start_soon(maintenance.run_stale_check, name="job-stale-check")
         finally:
@@ -303,6 +313,9 @@ class Jobs:
                 await self._stop_work(was_polling)
             finally:
                 assert self._close is not None
+                if self._maintenance is not None:  # heartbeat and watchdog threads
+                    with anyio.CancelScope(shield=True):
+                        await self._maintenance.stop_threads()
                 self._close.set()
                 if self._supervisor is not None:
                     await self._supervisor

@@ -1,0 +1,155 @@
+"""A watchdog that reports a blocked event loop, and the job that is blocking it.
+
+A ticker task on the loop records ``time.monotonic()`` every ``TICK`` seconds. A daemon thread
+checks the mark every ``TICK``; when it is older than ``blocked_loop_warning`` (plus one tick),
+the loop is blocked: the thread logs ONE warning (logger ``job.watchdog``) naming the job whose
+run is on the loop thread's stack (``sys._current_frames()``, walked outwards to the frame of
+``Dispatcher._execute``, whose local ``row`` is the claimed job), or "no job" if the blocking
+code is not inside a job run, and how long the loop has been blocked so far. When the ticker
+runs again it logs one more warning with the stall's total duration. Heartbeats do not depend
+on the loop (``job._heartbeat``), so a blocked loop does not get its jobs reclaimed; the
+warning is what tells you a runner calls blocking code.
+
+The thread is separate from the heartbeat thread so that a slow heartbeat statement cannot
+delay the report. It ends with :meth:`LoopWatchdog.stop`, when the ticker task ends, or when
+the loop is no longer running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from types import CodeType, FrameType
+from uuid import UUID
+
+import anyio
+
+logger = logging.getLogger("job.watchdog")
+
+TICK = 0.1  # seconds between the ticker's marks, and between the thread's checks
+
+NO_JOB = "no job (the application's own code)"
+
+
+@dataclass(frozen=True, slots=True)
+class Blocker:
+    """What was running on the loop thread when a stall was detected."""
+
+    job_id: UUID | None
+    job_type: str | None
+    where: str  # file:line (function) of the innermost Python frame, "" if none
+
+    def describe(self) -> str:
+        who = NO_JOB if self.job_type is None else f"job {self.job_id} ({self.job_type})"
+        return f"{who}, at {self.where}" if self.where else who
+
+
+def find_blocker(thread_id: int, run_code: CodeType) -> Blocker:
+    """Which job's run is executing on thread ``thread_id`` right now.
+
+    Walks that thread's current frames outwards to the frame running ``run_code`` (the code
+    object of ``Dispatcher._execute``) and reads its local ``row`` (a ``ClaimedRow``).
+    """
+    frame: FrameType | None = sys._current_frames().get(thread_id)
+    where = ""
+    if frame is not None:
+        code = frame.f_code
+        where = f"{code.co_filename}:{frame.f_lineno} ({code.co_name})"
+    while frame is not None:
+        if frame.f_code is run_code:
+            row = frame.f_locals.get("row")
+            return Blocker(getattr(row, "id", None), getattr(row, "job_type", None), where)
+        frame = frame.f_back
+    return Blocker(None, None, where)
+
+
+class LoopWatchdog:
+    def __init__(self, *, blocked_after: float, run_code: CodeType) -> None:
+        self._blocked_after = blocked_after
+        self._run_code = run_code
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread_id = 0
+        self._last_tick = time.monotonic()
+        self._ticking = False
+        self._blocked_since: float | None = None
+        self._blocker: Blocker | None = None
+        self.stalls = 0  # stalls reported so far (diagnostics and tests)
+
+    # -- on the event loop -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the thread; call on the event loop (its thread is the one watched)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread_id = threading.get_ident()
+        self._last_tick = time.monotonic()
+        self._ticking = True
+        self._thread = threading.Thread(target=self._run, name="job-watchdog", daemon=True)
+        self._thread.start()
+
+    async def run_ticker(self) -> None:
+        """The loop's half: proves the loop is running, every ``TICK`` seconds."""
+        try:
+            while True:
+                self._last_tick = time.monotonic()
+                await anyio.sleep(TICK)
+        finally:
+            self._ticking = False  # no marks any more: not a stall
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    # -- on the thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.wait(TICK):
+            if not self._ticking or (self._loop is not None and not self._loop.is_running()):
+                return
+            self.check(time.monotonic())
+
+    def check(self, now: float) -> None:
+        """Compare the last mark with ``now``: report a stall's start, or its end."""
+        last = self._last_tick
+        stale = now - last
+        if stale > self._blocked_after + TICK:
+            if self._blocked_since is None:
+                self._blocked_since = last
+                self._blocker = find_blocker(self._loop_thread_id, self._run_code)
+                self.stalls += 1
+                self._log("the event loop has been blocked for %.1fs by %s%s", stale, ongoing=True)
+        elif self._blocked_since is not None and last > self._blocked_since:
+            # The ticker ran again; its mark came about one TICK after the loop resumed.
+            self._log("the event loop was blocked for %.1fs by %s%s", last - self._blocked_since)
+            self._blocked_since = None
+            self._blocker = None
+
+    def _log(self, message: str, secs: float, *, ongoing: bool = False) -> None:
+        blocker = self._blocker or Blocker(None, None, "")
+        hint = (
+            ": a runner (or other code on the event loop) is calling blocking code; heartbeats"
+            " go on from their own thread"
+            if ongoing
+            else ""
+        )
+        logger.warning(
+            message,
+            secs,
+            blocker.describe(),
+            hint,
+            extra={
+                "job_id": None if blocker.job_id is None else str(blocker.job_id),
+                "job_type": blocker.job_type,
+                "blocked_secs": round(secs, 3),
+            },
+        )
