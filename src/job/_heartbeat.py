@@ -10,9 +10,10 @@ synchronous autocommit connection (made like the pool's, ``job._connections``): 
 doing. After a failure it closes the connection and reconnects with backoff (capped at the
 interval). It connects on the first heartbeat with something to refresh, not before.
 
-It stops when :meth:`HeartbeatThread.stop` is called (shutdown, after the running rows were
-handed back), or by itself once the event loop is no longer running, so a process whose loop
-ended without a shutdown does not keep its rows alive.
+It stops when :meth:`HeartbeatThread.request_stop` is called (shutdown, after the running
+rows were handed back), or by itself once the event loop is closed, so a process whose loop
+ended without a shutdown does not keep its rows alive. (A loop that is merely stopped, between
+two ``run_until_complete`` calls, still has its runs: they go on being heartbeated.)
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class HeartbeatThread:
         wait = self._interval
         try:
             while not self._stop.wait(wait):
-                if self._loop is not None and not self._loop.is_running():
+                if self._loop is not None and self._loop.is_closed():
                     return  # the service's loop ended without a shutdown
                 try:
                     conn = self._beat(conn)

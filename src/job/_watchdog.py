@@ -11,8 +11,9 @@ on the loop (``job._heartbeat``), so a blocked loop does not get its jobs reclai
 warning is what tells you a runner calls blocking code.
 
 The thread is separate from the heartbeat thread so that a slow heartbeat statement cannot
-delay the report. It ends with :meth:`LoopWatchdog.stop`, when the ticker task ends, or when
-the loop is no longer running.
+delay the report. It ends with :meth:`LoopWatchdog.request_stop`, when the ticker task ends,
+or when the loop is closed; while the loop is stopped (between two ``run_until_complete``
+calls) it reports nothing.
 """
 
 from __future__ import annotations
@@ -113,9 +114,17 @@ class LoopWatchdog:
     # -- on the thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
+        paused = False
         while not self._stop.wait(TICK):
-            if not self._ticking or (self._loop is not None and not self._loop.is_running()):
+            if not self._ticking or (self._loop is not None and self._loop.is_closed()):
                 return
+            if self._loop is not None and not self._loop.is_running():
+                paused = True  # stopped between run_until_complete() calls: not blocked
+                continue
+            if paused:  # running again: measure from now, not from before the pause
+                paused = False
+                self._last_tick = max(self._last_tick, time.monotonic())
+                continue
             self.check(time.monotonic())
 
     def check(self, now: float) -> None:
