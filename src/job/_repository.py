@@ -249,11 +249,6 @@ class Repository:
 
     # -- liveness ----------------------------------------------------------------------------
 
-    async def heartbeat(self, ids: Iterable[UUID]) -> None:
-        params = {"ids": list(ids), "instance_id": self.instance_id}
-        async with self._conn(None) as c:
-            await c.execute(q.HEARTBEAT, params)
-
     async def reclaim_lost(
         self,
         job_types: Sequence[str],
