@@ -17,8 +17,7 @@ from uuid import UUID
 
 import psycopg
 import psycopg.errors
-from psycopg import AsyncConnection, AsyncCursor
-from psycopg.types.datetime import TimestamptzBinaryLoader, TimestamptzLoader
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from job import _queries as q
@@ -55,36 +54,6 @@ async def translate_errors() -> AsyncIterator[None]:
         raise DatabaseError(f"database unreachable: {exc}", transient=True) from exc
 
 
-class _LenientTimestamptzLoader(TimestamptzLoader):
-    """Reads a timestamptz Python cannot represent (after 9999 or BC) as None, not an error.
-
-    Such a row can only come from outside this library (spawns validate their times), but
-    one of them must not make every poll that touches it fail: the caller isolates it."""
-
-    def load(self, data: Any) -> datetime | None:  # type: ignore[override]
-        try:
-            return super().load(data)
-        except psycopg.DataError:
-            return None
-
-
-class _LenientTimestamptzBinaryLoader(TimestamptzBinaryLoader):
-    __doc__ = _LenientTimestamptzLoader.__doc__
-
-    def load(self, data: Any) -> datetime | None:  # type: ignore[override]
-        try:
-            return super().load(data)
-        except psycopg.DataError:
-            return None
-
-
-def _lenient_cursor(conn: AsyncConnection[Any]) -> AsyncCursor[Any]:
-    cur = conn.cursor()
-    cur.adapters.register_loader("timestamptz", _LenientTimestamptzLoader)
-    cur.adapters.register_loader("timestamptz", _LenientTimestamptzBinaryLoader)
-    return cur
-
-
 @dataclass(frozen=True, slots=True)
 class NewJob:
     id: UUID
@@ -97,7 +66,7 @@ class ClaimedRow:
     id: UUID
     job_type: str
     attempt: int
-    # None when the stored time cannot be read (see _LenientTimestamptzLoader).
+    # None when the stored time is outside job.limits' range (see claim_jobs).
     execute_at: datetime | None
     scheduled_at: datetime | None
     claim_token: UUID
@@ -212,14 +181,14 @@ class Repository:
             "instance_id": self.instance_id,
         }
         async with self._conn(None) as c:
-            cur = await _lenient_cursor(c).execute(q.CLAIM_JOBS, params)
+            cur = await c.execute(q.CLAIM_JOBS, params)
             rows = await cur.fetchall()
         return [ClaimedRow(*row) for row in rows]
 
     async def next_due_at(self, job_types: Sequence[str], now: datetime) -> datetime | None:
         """The earliest future due time, or None (none, or one that cannot be read)."""
         async with self._conn(None) as c:
-            cur = await _lenient_cursor(c).execute(
+            cur = await c.execute(
                 q.NEXT_DUE_AT, {"job_types": list(job_types), "now": now}
             )
             row = await cur.fetchone()
@@ -295,7 +264,7 @@ class Repository:
         self, ids: Sequence[UUID], conn: AsyncConnection[Any] | None = None
     ) -> dict[UUID, Job[Any]]:
         async with self._conn(conn) as c:
-            cur = await _lenient_cursor(c).execute(q.LOAD_JOBS, {"ids": list(ids)})
+            cur = await c.execute(q.LOAD_JOBS, {"ids": list(ids)})
             rows = await cur.fetchall()
         return {job.id: job for job in (_job_from_row(r) for r in rows)}
 

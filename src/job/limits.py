@@ -78,8 +78,15 @@ def add_clamped(start: datetime, delta: timedelta) -> datetime:
     return min(max(result, MIN_TIME), MAX_TIME)
 
 
-def storable_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
-    """``text`` with NUL and lone surrogates replaced by U+FFFD and cut to ``limit`` chars."""
+def storable_text(text: object, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` with NUL and lone surrogates replaced by U+FFFD and cut to ``limit`` chars.
+
+    Not a ``str`` (a careless ``RetryLater(None)``)? Its ``repr`` is stored instead."""
+    if not isinstance(text, str):
+        try:
+            text = repr(text)
+        except Exception:
+            text = f"<unprintable {type(text).__name__}>"
     if "\x00" in text:
         text = text.replace("\x00", "\ufffd")
     try:

@@ -77,12 +77,23 @@ SET state = 'running',
 FROM chosen
 JOIN jobs AS j ON j.id = chosen.id
 WHERE e.id = chosen.id AND e.state = 'pending'
-RETURNING e.id, e.job_type, e.attempt, e.execute_at, e.scheduled_at, e.claim_token,
+-- Times outside job.limits' range (only writable from outside the library) come back NULL,
+-- never as a value the driver cannot decode: the dispatcher isolates such a row.
+RETURNING e.id, e.job_type, e.attempt,
+          CASE WHEN e.execute_at
+                    BETWEEN '0001-01-02 00:00:00+00' AND '9999-12-30 00:00:00+00'
+               THEN e.execute_at END,
+          CASE WHEN e.scheduled_at
+                    BETWEEN '0001-01-02 00:00:00+00' AND '9999-12-30 00:00:00+00'
+               THEN e.scheduled_at END,
+          e.claim_token,
           j.config::text, j.tracing_context;
 
 -- name: next_due_at
 -- The earliest future execute_at among pending jobs of the registered types.
+-- An unreadable (out-of-range) time is skipped, as in claim_jobs.
 SELECT min(n.execute_at)
+           FILTER (WHERE n.execute_at BETWEEN '0001-01-02 00:00:00+00' AND '9999-12-30 00:00:00+00')
 FROM unnest(%(job_types)s::text[]) AS t (job_type)
 CROSS JOIN LATERAL (
     SELECT e.execute_at
@@ -237,7 +248,9 @@ SELECT id, job_type FROM released;
 -- name: load_jobs
 -- Jobs by id with their live execution row (if any) and their whole history (job_history).
 SELECT j.id, j.job_type, j.unique_key, j.config, j.created_at,
-       e.state, e.attempt, e.execute_at,
+       e.state, e.attempt,
+       CASE WHEN e.execute_at BETWEEN '0001-01-02 00:00:00+00' AND '9999-12-30 00:00:00+00'
+            THEN e.execute_at END,
        COALESCE(
            (SELECT jsonb_agg(
                        jsonb_build_object(

@@ -75,12 +75,14 @@ async def test_poisoned_outcomes_fail_alone_and_innocent_jobs_run_once(make_jobs
             )
         if kind == "overflow":
             return RescheduleIn(timedelta.max)
+        if kind == "not-text":
+            return RetryLater(None)  # type: ignore[arg-type]
         await anyio.sleep(0.05)  # finish together with the poisoned ones, in one batch
         return Complete()
 
     jobs = await make_jobs(max_jobs_per_process=200, min_jobs_per_process=100)
     spawner = jobs.add_initializer(FnInitializer("poison", run, retry=ONCE, config_type=Poison))
-    bad_kinds = ["nul", "surrogate", "huge", "far", "overflow"]
+    bad_kinds = ["nul", "surrogate", "huge", "far", "overflow", "not-text"]
     specs = [Poison(kind=k) for k in bad_kinds] + [Poison() for _ in range(150)]
     spawned = await spawner.spawn_many(specs)
     await jobs.start_poll()
@@ -102,6 +104,7 @@ async def test_poisoned_outcomes_fail_alone_and_innocent_jobs_run_once(make_jobs
     assert len(errors["huge"]) < MAX_ERROR_CHARS + 100 and "more characters" in errors["huge"]
     assert "ScheduleError" in errors["far"] and "outside the range" in errors["far"]
     assert "ScheduleError" in errors["overflow"]
+    assert errors["not-text"] == "None"
 
 
 async def test_a_refused_item_is_isolated_by_the_writer(make_jobs, db_dsn):
@@ -186,7 +189,7 @@ async def test_spawn_rejects_times_outside_the_storable_range(make_jobs, db_dsn)
         RescheduleAt(far)
 
 
-async def test_an_unreadable_row_is_isolated_and_the_worker_moves_on(make_jobs, db_dsn):
+async def test_an_unreadable_row_is_isolated_and_the_worker_moves_on(make_jobs, db_dsn, caplog):
     """Rows written outside the library with times Python cannot read (BC, after 9999): a due
     one ends errored saying why, a future one never breaks the poll's next-due lookup, and
     good jobs keep running at once."""
@@ -213,6 +216,7 @@ async def test_an_unreadable_row_is_isolated_and_the_worker_moves_on(make_jobs, 
         await jobs.wait_for_poll()
     stuck = await jobs.find(future.id)
     assert stuck.state is JobState.PENDING and stuck.execute_at is None
+    assert not [r for r in caplog.records if "poll failed" in r.getMessage()]
     assert await count_rows(db_dsn, "job_executions WHERE state = 'running'") == 0
 
 
