@@ -49,6 +49,11 @@ class Mutant:
     tests: tuple[str, ...]
 
 
+UNREADABLE = (
+    "tests/integration/test_hardening.py::"
+    "test_an_unreadable_row_is_isolated_and_the_worker_moves_on"
+)
+
 MUTANTS = [
     Mutant(
         "claim_order_inner_desc",
@@ -132,6 +137,30 @@ MUTANTS = [
             ),
         ),
         (HEARTBEAT,),
+    ),
+    Mutant(
+        "claim_returns_unreadable_time",
+        "claim: an out-of-range execute_at is returned as is (the driver cannot decode it)",
+        (
+            (
+                "CASE WHEN e.execute_at\n" + " " * 20 + "BETWEEN '0001-01-02 00:00:00+00'"
+                " AND '9999-12-30 00:00:00+00'\n" + " " * 15 + "THEN e.execute_at END,",
+                "e.execute_at,",
+            ),
+        ),
+        (UNREADABLE,),
+    ),
+    Mutant(
+        "next_due_returns_unreadable_time",
+        "next_due_at: an out-of-range future time is returned (every poll fails on it)",
+        (
+            (
+                "\n           FILTER (WHERE n.execute_at BETWEEN '0001-01-02 00:00:00+00'"
+                " AND '9999-12-30 00:00:00+00')",
+                "",
+            ),
+        ),
+        (UNREADABLE,),
     ),
 ]
 
