@@ -118,6 +118,13 @@ def _forget_tracebacks(exc: BaseException) -> None:
         current = current.__cause__ or current.__context__
 
 
+def _terminal_write(row: ClaimedRow, events: list[dict[str, Any]]) -> OutcomeWrite:
+    """The write that ends a job (completed or errored): its execution row goes away."""
+    return OutcomeWrite(
+        row.id, row.claim_token, terminal=True, execute_at=None, attempt=row.attempt, events=events
+    )
+
+
 def _errored_event(
     attempt: int, message: str, error_type: str, level: str, will_retry: bool
 ) -> dict[str, Any]:
@@ -363,13 +370,9 @@ class Dispatcher:
         now = self._clock.now()
         if isinstance(outcome, Complete):
             span_name = tel.SPAN_COMPLETE
-            write = OutcomeWrite(
-                row.id,
-                row.claim_token,
-                terminal=True,
-                execute_at=None,
-                attempt=row.attempt,
-                events=[
+            write = _terminal_write(
+                row,
+                [
                     {"type": "execution_completed", "data": {"attempt": row.attempt}},
                     {"type": "job_completed", "data": {"state": "completed"}},
                 ],
@@ -465,13 +468,9 @@ class Dispatcher:
             "the job's stored due time cannot be represented (outside years 1-9999);"
             " it was written outside this library or by a release without time checks"
         )
-        write = OutcomeWrite(
-            row.id,
-            row.claim_token,
-            terminal=True,
-            execute_at=None,
-            attempt=row.attempt,
-            events=[
+        write = _terminal_write(
+            row,
+            [
                 _errored_event(row.attempt, message, "UnreadableSchedule", "ERROR", False),
                 {"type": "job_completed", "data": {"state": "errored"}},
             ],
@@ -525,14 +524,7 @@ class Dispatcher:
             )
         else:
             events.append({"type": "job_completed", "data": {"state": "errored"}})
-            write = OutcomeWrite(
-                row.id,
-                row.claim_token,
-                terminal=True,
-                execute_at=None,
-                attempt=row.attempt,
-                events=events,
-            )
+            write = _terminal_write(row, events)
         with tel.child_span(tel.SPAN_FAIL, row.id, row.job_type) as span:
             span.set_attributes(
                 {

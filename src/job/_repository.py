@@ -188,9 +188,7 @@ class Repository:
     async def next_due_at(self, job_types: Sequence[str], now: datetime) -> datetime | None:
         """The earliest future due time, or None (none, or one that cannot be read)."""
         async with self._conn(None) as c:
-            cur = await c.execute(
-                q.NEXT_DUE_AT, {"job_types": list(job_types), "now": now}
-            )
+            cur = await c.execute(q.NEXT_DUE_AT, {"job_types": list(job_types), "now": now})
             row = await cur.fetchone()
         return None if row is None else row[0]
 
