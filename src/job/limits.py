@@ -55,6 +55,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def check_time(value: datetime, what: str) -> datetime:
     """``value`` as UTC if it is aware and within the stored range, else ``ScheduleError``."""
+    if not isinstance(value, datetime):
+        raise ScheduleError(f"{what} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ScheduleError(f"{what} must be a timezone-aware datetime, got {value!r}")
     try:

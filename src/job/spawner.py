@@ -108,6 +108,8 @@ class JobSpawner(Generic[C]):
         if at is not None and delay is not None:
             raise ValueError("pass at most one of `at` and `delay`")
         if delay is not None:
+            if not isinstance(delay, timedelta):
+                raise ScheduleError(f"delay must be a timedelta, got {type(delay).__name__}")
             try:
                 at = self._jobs.clock.now() + delay
             except OverflowError:

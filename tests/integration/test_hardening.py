@@ -180,6 +180,12 @@ async def test_spawn_rejects_times_outside_the_storable_range(make_jobs, db_dsn)
         )
     with pytest.raises(ScheduleError):
         await spawner.spawn(Cfg(), delay=timedelta.max)
+    with pytest.raises(ScheduleError, match="must be a datetime"):
+        await spawner.spawn(Cfg(), at="2030-01-01")  # type: ignore[arg-type]
+    with pytest.raises(ScheduleError, match="must be a timedelta"):
+        await spawner.spawn(Cfg(), delay=5)  # type: ignore[arg-type]
+    with pytest.raises(ScheduleError, match="must be a datetime"):
+        RescheduleAt("2030-01-01")  # type: ignore[arg-type]
     with pytest.raises(ScheduleError, match="timezone-aware"):
         await spawner.spawn(Cfg(), at=datetime(2030, 1, 1))
     with pytest.raises(ScheduleError):
