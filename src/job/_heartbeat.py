@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
@@ -29,11 +28,14 @@ import psycopg
 
 from job import _queries as q
 from job._connections import ConnectParams
+from job._threads import LoopThread
 
 logger = logging.getLogger("job.heartbeat")
 
 
-class HeartbeatThread:
+class HeartbeatThread(LoopThread):
+    thread_name = "job-heartbeat"
+
     def __init__(
         self,
         *,
@@ -47,32 +49,14 @@ class HeartbeatThread:
         """``refresh_params``, if given (the pool's conninfo or kwargs is a callable), is run
         on the event loop before each reconnect; if the loop does not answer within a second
         (it may be the one that is blocked), the previous parameters are used."""
+        super().__init__()
         self._params = params
         self._refresh_params = refresh_params
         self._instance_id = instance_id
         self._live_ids = live_ids
         self._interval = interval
         self._connect_timeout = connect_timeout
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.beats = 0  # heartbeat statements that succeeded (diagnostics and tests)
-
-    def start(self) -> None:
-        """Start the thread; call on the event loop."""
-        self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name="job-heartbeat", daemon=True)
-        self._thread.start()
-
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float) -> bool:
-        """Wait (at most ``timeout`` seconds) for the thread to end; True if it did."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
 
     # -- on the thread -----------------------------------------------------------------------
 
@@ -82,7 +66,7 @@ class HeartbeatThread:
         wait = self._interval
         try:
             while not self._stop.wait(wait):
-                if self._loop is not None and self._loop.is_closed():
+                if self._loop_closed():
                     return  # the service's loop ended without a shutdown
                 try:
                     conn = self._beat(conn)

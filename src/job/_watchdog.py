@@ -18,7 +18,6 @@ calls) it reports nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 import threading
@@ -28,6 +27,8 @@ from types import CodeType, FrameType
 from uuid import UUID
 
 import anyio
+
+from job._threads import LoopThread
 
 logger = logging.getLogger("job.watchdog")
 
@@ -68,13 +69,13 @@ def find_blocker(thread_id: int, run_code: CodeType) -> Blocker:
     return Blocker(None, None, where)
 
 
-class LoopWatchdog:
+class LoopWatchdog(LoopThread):
+    thread_name = "job-watchdog"
+
     def __init__(self, *, blocked_after: float, run_code: CodeType) -> None:
+        super().__init__()
         self._blocked_after = blocked_after
         self._run_code = run_code
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread_id = 0
         self._last_tick = time.monotonic()
         self._ticking = False
@@ -86,12 +87,10 @@ class LoopWatchdog:
 
     def start(self) -> None:
         """Start the thread; call on the event loop (its thread is the one watched)."""
-        self._loop = asyncio.get_running_loop()
         self._loop_thread_id = threading.get_ident()
         self._last_tick = time.monotonic()
         self._ticking = True
-        self._thread = threading.Thread(target=self._run, name="job-watchdog", daemon=True)
-        self._thread.start()
+        super().start()
 
     async def run_ticker(self) -> None:
         """The loop's half: proves the loop is running, every ``TICK`` seconds."""
@@ -102,21 +101,12 @@ class LoopWatchdog:
         finally:
             self._ticking = False  # no marks any more: not a stall
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
-
     # -- on the thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
         paused = False
         while not self._stop.wait(TICK):
-            if not self._ticking or (self._loop is not None and self._loop.is_closed()):
+            if not self._ticking or self._loop_closed():
                 return
             if self._loop is not None and not self._loop.is_running():
                 paused = True  # stopped between run_until_complete() calls: not blocked
