@@ -48,6 +48,13 @@ BURST = 500  # jobs spawned at the start of each cycle
 CYCLE = 3.0  # seconds between kills
 
 
+async def busy_instances(conn) -> set[UUID]:
+    cur = await conn.execute(
+        "SELECT DISTINCT poller_instance_id FROM job_executions WHERE state = 'running'"
+    )
+    return {row[0] for row in await cur.fetchall()}
+
+
 @pytest.mark.timeout(150)
 async def test_crash_storm(acc_dsn: str, launcher: Launcher):
     """4 workers; 5,000 jobs (0-50 ms each) arrive in bursts; every ~3 s a random worker is
@@ -73,8 +80,13 @@ async def test_crash_storm(acc_dsn: str, launcher: Launcher):
                 cycle_began = time.monotonic()
                 batch = [WorkConfig(seq=len(spawned) + i) for i in range(BURST)]
                 spawned |= {job.id for job in await spawner.spawn_many(batch)}
-                await anyio.sleep(rng.uniform(0.1, 0.8))  # let the burst get going
-                victim = rng.choice(workers)
+                await anyio.sleep(rng.uniform(0.05, 0.3))  # let the burst get going
+                # Kill a worker that is running jobs right now, so the kill is mid-run: a
+                # burst drains in well under a second, and a random pick after a random wait
+                # could miss every time (seen: 10 kills, none caught a run).
+                busy = await busy_instances(conn)
+                candidates = [w for w in workers if w.instance_id in busy] or workers
+                victim = rng.choice(candidates)
                 killed[victim.instance_id] = await db_now(conn)
                 victim.kill()
                 workers.remove(victim)
