@@ -1,0 +1,232 @@
+"""The storage seam: what the engine asks of a database, and the rows it speaks.
+
+The engine (service, poller, dispatcher, outcome writer, liveness) talks to a :class:`Backend`
+only. Each implementation lives in ``job.backends.<name>`` with its own SQL, migrations,
+wake-up mechanism and heartbeat thread; one conformance suite (``tests/conformance``) runs every
+behaviour test against each. Modelled on River's ``riverdriver``.
+
+Rules every backend follows (the conformance suite checks them):
+
+* Times passed in and returned are timezone-aware UTC datetimes on the application clock,
+  except liveness (``alive_at``), which is the backend's wall clock.
+* Every outcome write is fenced by its claim token: a write whose token no longer matches
+  changes nothing and is not reported as applied.
+* A claim hands each pending row to at most one caller, across processes.
+* Driver errors surface as ``job.errors`` (``DatabaseError`` with ``transient`` set when the
+  same statement may succeed if retried, ``DuplicateJobError`` for a taken id).
+* Methods taking ``conn`` run inside the caller's transaction when it is given (its type is the
+  backend's own: see :meth:`Backend.check_connection`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from uuid import UUID
+
+from anyio.abc import TaskStatus
+
+from job._threads import LoopThread
+from job.entity import Job
+
+__all__ = [
+    "Backend",
+    "ClaimedRow",
+    "LostRow",
+    "NewJob",
+    "OutcomeWrite",
+    "RunnerTransaction",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    id: UUID
+    config_json: str
+    execute_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRow:
+    id: UUID
+    job_type: str
+    attempt: int
+    # None when the stored time is outside job.limits' range (only writable from outside).
+    execute_at: datetime | None
+    scheduled_at: datetime | None
+    claim_token: UUID
+    config_json: str
+    tracing: dict[str, str] | None
+
+
+@dataclass(slots=True)
+class OutcomeWrite:
+    """The state change ending one run, fenced by the run's claim token.
+
+    ``terminal`` writes remove the live execution row (the job is completed or errored); the
+    others put it back to pending at ``execute_at`` with ``attempt``. ``events`` are appended
+    to the job's history in order (see ``job._events``).
+    """
+
+    id: UUID
+    claim_token: UUID
+    terminal: bool
+    execute_at: datetime | None
+    attempt: int
+    events: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class LostRow:
+    id: UUID
+    job_type: str
+    attempt: int
+    stalled_secs: float
+
+
+class RunnerTransaction(Protocol):
+    """A transaction opened for a runner (``CurrentJob.transaction()``)."""
+
+    @property
+    def connection(self) -> Any:
+        """What the runner writes through (the backend's own connection type)."""
+
+    async def finish(self, *, commit: bool) -> None:
+        """Commit or roll back, and give the connection back. Idempotent."""
+
+
+class Backend(Protocol):
+    #: "postgres" or "sqlite": shown by the demo and in logs.
+    name: str
+    #: This service instance: the owner recorded on the rows it claims.
+    instance_id: UUID
+    #: True if :meth:`database_now` is another machine's clock worth correcting ours to.
+    has_server_clock: bool
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect (fail fast with a clear ``DatabaseError`` if the database is unusable)."""
+
+    async def prepare_schema(self, *, migrate: bool) -> None:
+        """Apply pending migrations, or raise ``MigrationError`` if the schema is behind."""
+
+    async def close(self) -> None:
+        """Release what the backend owns. Idempotent."""
+
+    def check_connection(self, conn: object) -> None:
+        """Raise ``TypeError`` unless ``conn`` is a connection this backend can write through."""
+
+    # -- spawning ----------------------------------------------------------------------------
+
+    async def insert_jobs(
+        self,
+        job_type: str,
+        jobs: Sequence[NewJob],
+        now: datetime,
+        tracing: dict[str, str] | None,
+        conn: object | None = None,
+    ) -> None:
+        """Insert jobs (pending) all or none; ``DuplicateJobError`` if an id is taken."""
+
+    async def insert_unique_job(
+        self,
+        job_type: str,
+        unique_key: str,
+        job: NewJob,
+        now: datetime,
+        tracing: dict[str, str] | None,
+        conn: object | None = None,
+    ) -> UUID:
+        """Insert unless a live job of (job_type, unique_key) exists; returns the id of the
+        live holder (``job.id`` if inserted). Safe against concurrent callers."""
+
+    # -- polling -----------------------------------------------------------------------------
+
+    async def claim(self, job_types: Sequence[str], limit: int, now: datetime) -> list[ClaimedRow]:
+        """Claim up to ``limit`` due pending jobs, oldest (execute_at, id) first."""
+
+    async def next_due_at(self, job_types: Sequence[str], now: datetime) -> datetime | None:
+        """The earliest future due time of a pending job of these types (None: none)."""
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    async def apply_outcomes(
+        self, writes: Sequence[OutcomeWrite], now: datetime, conn: object | None = None
+    ) -> set[tuple[UUID, UUID]]:
+        """Apply fenced writes; returns the (id, claim_token) pairs whose fence held."""
+
+    async def begin_transaction(self) -> RunnerTransaction:
+        """A transaction for a runner's writes, committed together with its outcome."""
+
+    # -- liveness ----------------------------------------------------------------------------
+
+    def heartbeat_thread(
+        self, live_ids: Callable[[], list[UUID]], interval: float
+    ) -> LoopThread:
+        """A (not yet started) thread refreshing ``alive_at`` of ``live_ids()`` every
+        ``interval`` seconds, whatever the event loop is doing."""
+
+    async def reclaim_lost(
+        self,
+        job_types: Sequence[str],
+        live_ids: Iterable[UUID],
+        lost_interval: timedelta,
+        now: datetime,
+    ) -> list[LostRow]:
+        """Running rows with a heartbeat older than ``lost_interval`` back to pending, due
+        ``now``, attempt + 1, with ``execution_lost`` and ``execution_scheduled`` events. This
+        instance's rows in ``live_ids`` are spared."""
+
+    async def release_running(self, now: datetime, reason: str) -> list[tuple[UUID, str]]:
+        """Shutdown: this instance's running rows back to pending, due ``now``, attempt kept,
+        with ``execution_aborted`` and ``execution_scheduled`` events; returns (id, type)."""
+
+    async def count_overdue_pending(
+        self, now: datetime, overdue_before: datetime
+    ) -> list[tuple[str, int, float]]:
+        """Per job type (any type): pending jobs due before ``overdue_before``, and how
+        overdue the oldest is in seconds."""
+
+    async def database_now(self) -> datetime:
+        """The database's wall clock."""
+
+    # -- wake-ups ----------------------------------------------------------------------------
+
+    def announce(self, job_type: str) -> None:
+        """A job of ``job_type`` was committed by us: wake other processes' pollers (a hint,
+        best effort, never raises)."""
+
+    async def announce_in(self, conn: object, job_type: str) -> None:
+        """The same, inside the caller's transaction (delivered only if it commits)."""
+
+    async def run_announcer(self) -> None:
+        """Background task publishing :meth:`announce` hints (runs while the service is open)."""
+
+    async def flush_announcements(self) -> None:
+        """Wait until every hint announced so far has been published."""
+
+    async def run_listener(
+        self,
+        on_ready: Callable[[str | None], None],
+        attempt_timeout: float,
+        *,
+        task_status: TaskStatus[None],
+    ) -> None:
+        """Call ``on_ready(job_type)`` when another process announces a job (``None``: a job
+        of any type may be ready). Reports started after its first connection attempt."""
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def load_jobs(
+        self, ids: Sequence[UUID], conn: object | None = None
+    ) -> dict[UUID, Job[Any]]:
+        """Jobs by id, config as stored JSON, with their whole history."""
+
+    async def live_job_ids(self, ids: Sequence[UUID]) -> set[UUID]:
+        """Which of these jobs are pending or running."""
+
+    async def existing_job_ids(self, ids: Sequence[UUID]) -> set[UUID]:
+        """Which of these jobs exist at all."""
