@@ -1,0 +1,62 @@
+"""Bindings for the named SQL blocks in ``queries.sql`` (this backend's statements).
+
+Each ``-- name: foo`` block becomes the module constant ``FOO`` (its trailing semicolon
+dropped). The text is loaded once, at import, through ``importlib.resources`` so the package
+works from a wheel or a zip.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from typing import Final
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+def _load() -> dict[str, str]:
+    text = (
+        resources.files("job.backends.sqlite").joinpath("queries.sql").read_text(encoding="utf-8")
+    )
+    parts = _NAME.split(text)
+    # parts = [preamble, name1, body1, name2, body2, ...]
+    return {
+        name: body.strip().rstrip(";").strip()
+        for name, body in zip(parts[1::2], parts[2::2], strict=True)
+    }
+
+
+QUERIES: Final = _load()
+
+PRAGMA_WAL: Final = QUERIES["pragma_wal"]
+PRAGMA_SYNCHRONOUS: Final = QUERIES["pragma_synchronous"]
+PRAGMA_FOREIGN_KEYS: Final = QUERIES["pragma_foreign_keys"]
+BEGIN_IMMEDIATE: Final = QUERIES["begin_immediate"]
+BEGIN_READ: Final = QUERIES["begin_read"]
+COMMIT: Final = QUERIES["commit"]
+ROLLBACK: Final = QUERIES["rollback"]
+SAVEPOINT: Final = QUERIES["savepoint"]
+RELEASE_SAVEPOINT: Final = QUERIES["release_savepoint"]
+ROLLBACK_TO_SAVEPOINT: Final = QUERIES["rollback_to_savepoint"]
+DATA_VERSION: Final = QUERIES["data_version"]
+INSERT_JOB: Final = QUERIES["insert_job"]
+INSERT_EXECUTION: Final = QUERIES["insert_execution"]
+FIND_UNIQUE_HOLDER: Final = QUERIES["find_unique_holder"]
+CLAIM_CANDIDATES: Final = QUERIES["claim_candidates"]
+CLAIM_ONE: Final = QUERIES["claim_one"]
+CLAIMED_ROW: Final = QUERIES["claimed_row"]
+NEXT_DUE_AT: Final = QUERIES["next_due_at"]
+FENCED_EVENT_SEQ: Final = QUERIES["fenced_event_seq"]
+FINISH_EXECUTION: Final = QUERIES["finish_execution"]
+RESCHEDULE_EXECUTION: Final = QUERIES["reschedule_execution"]
+APPEND_EVENT: Final = QUERIES["append_event"]
+HEARTBEAT: Final = QUERIES["heartbeat"]
+LOST_CANDIDATES: Final = QUERIES["lost_candidates"]
+RECLAIM_ONE: Final = QUERIES["reclaim_one"]
+RUNNING_MINE: Final = QUERIES["running_mine"]
+RELEASE_ONE: Final = QUERIES["release_one"]
+LOAD_JOB: Final = QUERIES["load_job"]
+LOAD_EVENTS: Final = QUERIES["load_events"]
+IS_LIVE: Final = QUERIES["is_live"]
+JOB_EXISTS: Final = QUERIES["job_exists"]
+COUNT_OVERDUE_PENDING: Final = QUERIES["count_overdue_pending"]

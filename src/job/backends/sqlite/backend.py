@@ -1,0 +1,859 @@
+"""The embedded SQLite backend: ``job`` on one database file, no server.
+
+Driver: the standard library's ``sqlite3``. Each connection is owned by one thread of its own
+(``_connection``): an engine operation - several statements and their transaction - is ONE
+hop to that thread, not one per statement as with aiosqlite. The engine's operations share
+one main connection, so they are serialized in its thread and never contend with each other
+for SQLite's lock within a process. Runner transactions (``CurrentJob.transaction()``,
+:meth:`SqliteBackend.transaction`) each get a connection of their own, reused from a small
+free list; the heartbeat thread owns one more.
+
+Several processes may share one file (on one machine; not on a network filesystem, where
+SQLite's locks are unreliable). That is correct, not merely tolerated:
+
+* ``journal_mode=WAL``: readers never block the writer, nor it them.
+* Every write is one ``BEGIN IMMEDIATE`` transaction, which takes the file's single write
+  lock up front and waits for it up to ``busy_timeout``. A claim selects the due pending rows
+  and marks them running with a fresh claim token inside one such transaction, so no two
+  processes can claim the same row; outcome writes are fenced by that token.
+* Wake-ups across processes: :meth:`SqliteBackend.run_listener` watches
+  ``PRAGMA data_version``, which changes whenever another connection commits to the file.
+
+SQLite has one writer at a time: a runner transaction holds the write lock from its start
+until its outcome commits with it, and every other writer (this process's engine included)
+waits meanwhile, up to ``busy_timeout`` and then fails with a transient ``DatabaseError``. Keep
+runner transactions short.
+
+Storage conventions: times are INTEGER microseconds since the Unix epoch (UTC), uuids
+canonical lowercase TEXT, JSON as TEXT (see ``migrations/0001_job_setup.sql``). Times outside
+``job.limits``' range (only writable from outside the library) are read back as ``None`` for
+the optional fields of claims, loads and ``next_due_at``, never raised about.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID
+
+import anyio
+from anyio.abc import TaskStatus
+
+from job import _events as ev
+from job._backend import ClaimedRow, LostRow, NewJob, OutcomeWrite
+from job._threads import LoopThread
+from job.backends.sqlite import _queries as q
+from job.backends.sqlite._connection import Connection, check_path, connect, translate_errors
+from job.backends.sqlite.migrate import applied_versions, apply_pending, latest_version
+from job.entity import Job, JobEvent, JobState
+from job.errors import DatabaseError, MigrationError, NotStartedError
+from job.limits import MAX_TIME, MIN_TIME
+
+__all__ = ["SqliteBackend", "SqliteTransaction"]
+
+logger = logging.getLogger("job.sqlite")
+
+T = TypeVar("T")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_MIN_US = (MIN_TIME - _EPOCH) // _US
+_MAX_US = (MAX_TIME - _EPOCH) // _US
+_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+
+#: Idle runner-transaction connections kept for reuse.
+_FREE_CONNECTIONS = 4
+
+
+# -- conversions -----------------------------------------------------------------------------
+
+
+def _us(value: datetime) -> int:
+    """An aware datetime as stored: microseconds since the Unix epoch, UTC."""
+    return (value - _EPOCH) // _US
+
+
+def _time(value: object) -> datetime | None:
+    """A stored time, or None if it is not one job could have written (out of range, or not
+    an integer at all)."""
+    if type(value) is not int or not _MIN_US <= value <= _MAX_US:
+        return None
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _required_time(value: object) -> datetime:
+    """A stored time that must have a value (created_at, recorded_at): clamped into range."""
+    found = _time(value)
+    if found is not None:
+        return found
+    if isinstance(value, int | float) and value > _MAX_US:
+        return MAX_TIME
+    return MIN_TIME
+
+
+def _wall_us() -> int:
+    """The wall clock (liveness is never on the application clock)."""
+    return time.time_ns() // 1000
+
+
+def _json_or_none(text: object) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(str(text))
+    except ValueError:
+        return None
+
+
+# -- operations, run in a connection's thread ------------------------------------------------
+
+
+def _in_transaction(
+    db: sqlite3.Connection, begin: str, op: Callable[[sqlite3.Connection], T]
+) -> T:
+    """``op`` in a transaction of its own on the main connection."""
+    db.execute(begin)
+    try:
+        result = op(db)
+        db.execute(q.COMMIT)
+    except BaseException:
+        if db.in_transaction:
+            db.execute(q.ROLLBACK)
+        raise
+    return result
+
+
+def _in_savepoint(db: sqlite3.Connection, op: Callable[[sqlite3.Connection], T]) -> T:
+    """``op`` inside the caller's open transaction, all or none."""
+    db.execute(q.SAVEPOINT)
+    try:
+        result = op(db)
+    except BaseException:
+        if db.in_transaction:
+            db.execute(q.ROLLBACK_TO_SAVEPOINT)
+            db.execute(q.RELEASE_SAVEPOINT)
+        raise
+    db.execute(q.RELEASE_SAVEPOINT)
+    return result
+
+
+def _append_events(
+    db: sqlite3.Connection, job_id: str, base_seq: int, events: Sequence[ev.Event], now_us: int
+) -> None:
+    db.executemany(
+        q.APPEND_EVENT,
+        [
+            {
+                "job_id": job_id,
+                "sequence": base_seq + i,
+                "event_type": event["type"],
+                "event": _JSON.encode(event.get("data", {})),
+                "recorded_at": now_us,
+            }
+            for i, event in enumerate(events, start=1)
+        ],
+    )
+
+
+def _insert(
+    db: sqlite3.Connection,
+    job_type: str,
+    unique_key: str | None,
+    jobs: Sequence[NewJob],
+    now_us: int,
+    tracing: str | None,
+) -> None:
+    rows = [
+        {
+            "id": str(j.id),
+            "job_type": job_type,
+            "unique_key": unique_key,
+            "config": j.config_json,
+            "tracing": tracing,
+            "execute_at": _us(j.execute_at),
+            "now": now_us,
+        }
+        for j in jobs
+    ]
+    db.executemany(q.INSERT_JOB, rows)
+    db.executemany(q.INSERT_EXECUTION, rows)
+
+
+def _insert_unique(
+    db: sqlite3.Connection,
+    job_type: str,
+    unique_key: str,
+    job: NewJob,
+    now_us: int,
+    tracing: str | None,
+) -> UUID:
+    row = db.execute(
+        q.FIND_UNIQUE_HOLDER, {"job_type": job_type, "unique_key": unique_key}
+    ).fetchone()
+    if row is not None:
+        return UUID(row[0])
+    _insert(db, job_type, unique_key, [job], now_us, tracing)
+    return job.id
+
+
+def _claim(
+    db: sqlite3.Connection, job_types: Sequence[str], limit: int, now_us: int, instance_id: str
+) -> list[ClaimedRow]:
+    candidates: list[tuple[Any, str]] = []
+    for job_type in job_types:
+        params = {"job_type": job_type, "now": now_us, "limit": limit}
+        candidates.extend((r[1], r[0]) for r in db.execute(q.CLAIM_CANDIDATES, params))
+    candidates.sort()
+    alive_at = _wall_us()
+    claimed = []
+    for _, job_id in candidates[:limit]:
+        token = str(uuid.uuid4())
+        cur = db.execute(
+            q.CLAIM_ONE,
+            {"id": job_id, "instance_id": instance_id, "claim_token": token, "alive_at": alive_at},
+        )
+        if cur.rowcount != 1:  # pragma: no cover - impossible under the write lock
+            continue
+        row = db.execute(q.CLAIMED_ROW, {"id": job_id, "claim_token": token}).fetchone()
+        claimed.append(
+            ClaimedRow(
+                id=UUID(row[0]),
+                job_type=row[1],
+                attempt=row[2],
+                execute_at=_time(row[3]),
+                scheduled_at=_time(row[4]),
+                claim_token=UUID(row[5]),
+                config_json=row[6],
+                tracing=_json_or_none(row[7]),
+            )
+        )
+    return claimed
+
+
+def _next_due(db: sqlite3.Connection, job_types: Sequence[str], now_us: int) -> datetime | None:
+    found: list[datetime] = []
+    for job_type in job_types:
+        row = db.execute(q.NEXT_DUE_AT, {"job_type": job_type, "now": now_us}).fetchone()
+        due = None if row is None else _time(row[0])
+        if due is not None:
+            found.append(due)
+    return min(found, default=None)
+
+
+def _apply(
+    db: sqlite3.Connection, writes: Sequence[OutcomeWrite], now_us: int
+) -> set[tuple[UUID, UUID]]:
+    applied: set[tuple[UUID, UUID]] = set()
+    for w in writes:
+        fence = {"id": str(w.id), "claim_token": str(w.claim_token)}
+        row = db.execute(q.FENCED_EVENT_SEQ, fence).fetchone()
+        if row is None:  # reclaimed by someone else (or already written): the fence holds
+            continue
+        base_seq = int(row[0])
+        if w.terminal:
+            db.execute(q.FINISH_EXECUTION, fence)
+        else:
+            db.execute(
+                q.RESCHEDULE_EXECUTION,
+                {
+                    **fence,
+                    "execute_at": None if w.execute_at is None else _us(w.execute_at),
+                    "now": now_us,
+                    "attempt": w.attempt,
+                    "event_seq": base_seq + len(w.events),
+                },
+            )
+        _append_events(db, fence["id"], base_seq, w.events, now_us)
+        applied.add((w.id, w.claim_token))
+    return applied
+
+
+def _heartbeat(db: sqlite3.Connection, ids: Sequence[UUID], instance_id: str) -> None:
+    alive_at = _wall_us()
+    db.executemany(
+        q.HEARTBEAT,
+        [{"id": str(i), "instance_id": instance_id, "alive_at": alive_at} for i in ids],
+    )
+
+
+def _reclaim(
+    db: sqlite3.Connection,
+    job_types: Sequence[str],
+    spared: set[str],
+    lost_interval: timedelta,
+    now: datetime,
+    instance_id: str,
+) -> list[LostRow]:
+    wall = _wall_us()
+    cutoff = wall - lost_interval // _US
+    now_us = _us(now)
+    lost = []
+    for job_type in job_types:
+        for job_id, type_, attempt, owner, alive_at, seq in db.execute(
+            q.LOST_CANDIDATES, {"job_type": job_type, "cutoff": cutoff}
+        ).fetchall():
+            if owner == instance_id and job_id in spared:
+                continue  # still running here: its heartbeat is merely late
+            db.execute(q.RECLAIM_ONE, {"id": job_id, "now": now_us})
+            stalled = (wall - alive_at) / 1_000_000
+            events = [ev.lost(attempt, owner, stalled), ev.scheduled(attempt + 1, now)]
+            _append_events(db, job_id, seq, events, now_us)
+            lost.append(LostRow(UUID(job_id), type_, attempt + 1, stalled))
+    return lost
+
+
+def _release(
+    db: sqlite3.Connection, now: datetime, reason: str, instance_id: str
+) -> list[tuple[UUID, str]]:
+    now_us = _us(now)
+    released = []
+    for job_id, job_type, attempt, seq in db.execute(
+        q.RUNNING_MINE, {"instance_id": instance_id}
+    ).fetchall():
+        db.execute(q.RELEASE_ONE, {"id": job_id, "now": now_us})
+        events = [ev.aborted(attempt, reason), ev.scheduled(attempt, now)]
+        _append_events(db, job_id, seq, events, now_us)
+        released.append((UUID(job_id), job_type))
+    return released
+
+
+def _count_overdue(
+    db: sqlite3.Connection, now: datetime, overdue_before: datetime
+) -> list[tuple[str, int, float]]:
+    now_us = _us(now)
+    rows = db.execute(q.COUNT_OVERDUE_PENDING, {"overdue_before": _us(overdue_before)})
+    return [(job_type, int(n), (now_us - oldest) / 1_000_000) for job_type, n, oldest in rows]
+
+
+def _load(db: sqlite3.Connection, ids: Sequence[UUID]) -> dict[UUID, Job[Any]]:
+    jobs: dict[UUID, Job[Any]] = {}
+    for job_id in dict.fromkeys(ids):
+        key = {"id": str(job_id)}
+        row = db.execute(q.LOAD_JOB, key).fetchone()
+        if row is None:
+            continue
+        events = db.execute(q.LOAD_EVENTS, key).fetchall()
+        jobs[job_id] = _job_from_rows(row, events)
+    return jobs
+
+
+def _job_from_rows(row: Sequence[Any], stored: Sequence[Sequence[Any]]) -> Job[Any]:
+    """A Job as the PostgreSQL backend builds it: the two events implied by the jobs row, then
+    the stored ones; the state from the live row or else the final job_completed event."""
+    (job_id, job_type, unique_key, config, created_us, first_due_us, state, attempt, due_us) = row
+    created_at = _required_time(created_us)
+    first_due = _time(first_due_us)
+    history = [
+        JobEvent(1, ev.INITIALIZED, ev.initialized(job_type, unique_key), created_at),
+        JobEvent(
+            2,
+            ev.EXECUTION_SCHEDULED,
+            {"attempt": 1, "scheduled_at": None if first_due is None else first_due.isoformat()},
+            created_at,
+        ),
+    ]
+    for sequence, event_type, data, recorded_us in stored:
+        parsed = _json_or_none(data)
+        history.append(
+            JobEvent(
+                sequence,
+                event_type,
+                parsed if isinstance(parsed, dict) else {},
+                _required_time(recorded_us),
+            )
+        )
+    if state is not None:
+        job_state = JobState(state)
+    elif history[-1].type == ev.JOB_COMPLETED:
+        job_state = JobState(history[-1].data.get("state", "completed"))
+    else:  # pragma: no cover - only reachable through manual tampering with the tables
+        job_state = JobState.ERRORED
+    return Job(
+        id=UUID(job_id),
+        job_type=job_type,
+        config=json.loads(config),
+        state=job_state,
+        attempt=attempt,
+        execute_at=_time(due_us) if state is not None else None,
+        unique_key=unique_key,
+        created_at=created_at,
+        events=tuple(history),
+    )
+
+
+def _present(db: sqlite3.Connection, query: str, ids: Sequence[UUID]) -> set[UUID]:
+    return {i for i in dict.fromkeys(ids) if db.execute(query, {"id": str(i)}).fetchone()}
+
+
+def _data_version(db: sqlite3.Connection) -> int:
+    row = db.execute(q.DATA_VERSION).fetchone()
+    return int(row[0])
+
+
+def _probe(db: sqlite3.Connection) -> None:
+    # Reading the schema fails at once on a file that is not a database.
+    db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+
+def _begin(db: sqlite3.Connection) -> None:
+    db.execute(q.BEGIN_IMMEDIATE)
+
+
+def _end(db: sqlite3.Connection, commit: bool) -> bool:
+    """Commit or roll back; True if the connection is clean (reusable) afterwards."""
+    try:
+        if commit:
+            db.execute(q.COMMIT)
+        elif db.in_transaction:
+            db.execute(q.ROLLBACK)
+    finally:
+        if db.in_transaction:
+            db.execute(q.ROLLBACK)
+    return not db.in_transaction
+
+
+# -- the public types ------------------------------------------------------------------------
+
+
+class SqliteTransaction:
+    """A transaction on a connection of its own, already in ``BEGIN IMMEDIATE``.
+
+    What a runner writes through on SQLite (``CurrentJob.transaction()``), and what
+    ``spawn(..., conn=tx)`` takes to spawn inside your own transaction (see
+    :meth:`SqliteBackend.transaction`). Statements run in the connection's thread; their
+    ``sqlite3`` errors propagate unchanged. Rows are ``sqlite3.Row``.
+    """
+
+    def __init__(self, backend: SqliteBackend, conn: Connection) -> None:
+        self._backend = backend
+        self._conn: Connection | None = conn
+
+    @property
+    def connection(self) -> SqliteTransaction:
+        """Itself: the object to pass as ``conn=``."""
+        return self
+
+    @property
+    def path(self) -> str:
+        """The database file this transaction writes to."""
+        return self._backend.path
+
+    @property
+    def finished(self) -> bool:
+        return self._conn is None
+
+    async def execute(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """Run one statement; returns its rows (fetched in the connection's thread)."""
+        return await self._live().run(_execute, sql, params)
+
+    async def executemany(self, sql: str, seq_of_params: Iterable[Any]) -> None:
+        """Run one statement once per parameter set."""
+        await self._live().run(_executemany, sql, list(seq_of_params))
+
+    async def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(sqlite3_connection)`` in the connection's thread, inside this transaction
+        (for code written against ``sqlite3``). Do not COMMIT or ROLLBACK in it."""
+        return await self._live().run(fn)
+
+    async def finish(self, *, commit: bool) -> None:
+        """Commit (or roll back), and give the connection back. Idempotent. A failed commit
+        rolls back and raises ``DatabaseError``."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        clean = False
+        try:
+            with anyio.CancelScope(shield=True), translate_errors():
+                clean = await conn.run(_end, commit)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._backend._give_back(conn, reuse=clean)
+
+    def _live(self) -> Connection:
+        if self._conn is None:
+            raise DatabaseError("this SqliteTransaction has already finished")
+        return self._conn
+
+    def __repr__(self) -> str:
+        state = "finished" if self._conn is None else "open"
+        return f"<SqliteTransaction {state} on {self.path!r}>"
+
+
+def _execute(db: sqlite3.Connection, sql: str, params: Any) -> list[sqlite3.Row]:
+    rows: list[sqlite3.Row] = db.execute(sql, params).fetchall()
+    return rows
+
+
+def _executemany(db: sqlite3.Connection, sql: str, seq: list[Any]) -> None:
+    db.executemany(sql, seq)
+
+
+class SqliteBackend:
+    """``job.Backend`` on one SQLite database file (see the module docstring)."""
+
+    name = "sqlite"
+    has_server_clock = False
+    #: Seconds between two looks at ``PRAGMA data_version`` (cross-process wake-ups).
+    listen_interval = 0.05
+
+    def __init__(
+        self, path: str | os.PathLike[str], instance_id: UUID, *, busy_timeout: float = 5.0
+    ) -> None:
+        self.path = os.fspath(path)
+        self.instance_id = instance_id
+        self.busy_timeout = busy_timeout
+        self._me = str(instance_id)
+        self._main: Connection | None = None
+        self._free: list[Connection] = []
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._closed:
+            raise NotStartedError("this SqliteBackend was closed; make a new one")
+        if self._main is not None:
+            return
+        path = check_path(self.path)
+        main = Connection(path, self.busy_timeout)
+        try:
+            await main.open()
+            with translate_errors():
+                await main.run(_probe)
+        except DatabaseError as exc:
+            await main.close()
+            raise DatabaseError(f"cannot open SQLite database {path}: {exc}") from exc
+        self._main = main
+
+    async def prepare_schema(self, *, migrate: bool) -> None:
+        main = self._main_conn()
+        if migrate:
+            applied = await main.run(apply_pending)
+            if applied:
+                logger.info("applied job migrations %s to %s", applied, self.path)
+            return
+        with translate_errors():
+            versions = await main.run(applied_versions)
+        expected = latest_version()
+        if not versions or max(versions) < expected:
+            raise MigrationError(
+                f"the job schema in {self.path} is at version {max(versions, default=0)}, this"
+                f" library needs {expected}: run job.backends.sqlite.migrate.run_migrations"
+                f"({self.path!r}) or set exec_migrations=True"
+            )
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        main, self._main = self._main, None
+        free, self._free = self._free, []
+        with anyio.CancelScope(shield=True):
+            for conn in free:
+                await conn.close()
+            if main is not None:
+                await main.close()
+
+    def check_connection(self, conn: object) -> None:
+        if not isinstance(conn, SqliteTransaction):
+            kind = f"{type(conn).__module__}.{type(conn).__qualname__}"
+            raise TypeError(
+                "on SQLite, conn= takes the SqliteTransaction from jobs.sqlite_transaction()"
+                f" (or CurrentJob.transaction()); got {kind}"
+            )
+        if not _same_file(conn.path, self.path):
+            raise TypeError(
+                f"this SqliteTransaction writes to {conn.path!r}, not to this service's"
+                f" database {self.path!r}"
+            )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteTransaction]:
+        """``async with backend.transaction() as tx:`` commits on success, rolls back on an
+        exception. Pass ``tx`` as ``conn=`` to spawn inside it."""
+        tx = await self.begin_transaction()
+        try:
+            yield tx
+        except BaseException:
+            await tx.finish(commit=False)
+            raise
+        await tx.finish(commit=True)
+
+    # -- spawning ----------------------------------------------------------------------------
+
+    async def insert_jobs(
+        self,
+        job_type: str,
+        jobs: Sequence[NewJob],
+        now: datetime,
+        tracing: dict[str, str] | None,
+        conn: object | None = None,
+    ) -> None:
+        if not jobs:
+            return
+        now_us, carrier = _us(now), _JSON.encode(tracing) if tracing else None
+        await self._write(conn, lambda db: _insert(db, job_type, None, jobs, now_us, carrier))
+
+    async def insert_unique_job(
+        self,
+        job_type: str,
+        unique_key: str,
+        job: NewJob,
+        now: datetime,
+        tracing: dict[str, str] | None,
+        conn: object | None = None,
+    ) -> UUID:
+        now_us, carrier = _us(now), _JSON.encode(tracing) if tracing else None
+        return await self._write(
+            conn, lambda db: _insert_unique(db, job_type, unique_key, job, now_us, carrier)
+        )
+
+    # -- polling -----------------------------------------------------------------------------
+
+    async def claim(self, job_types: Sequence[str], limit: int, now: datetime) -> list[ClaimedRow]:
+        if not job_types or limit <= 0:
+            return []
+        types, now_us = list(job_types), _us(now)
+        return await self._write(None, lambda db: _claim(db, types, limit, now_us, self._me))
+
+    async def next_due_at(self, job_types: Sequence[str], now: datetime) -> datetime | None:
+        types, now_us = list(job_types), _us(now)
+        return await self._read(None, lambda db: _next_due(db, types, now_us))
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    async def apply_outcomes(
+        self, writes: Sequence[OutcomeWrite], now: datetime, conn: object | None = None
+    ) -> set[tuple[UUID, UUID]]:
+        if not writes:
+            return set()
+        batch, now_us = list(writes), _us(now)
+        return await self._write(conn, lambda db: _apply(db, batch, now_us))
+
+    async def begin_transaction(self) -> SqliteTransaction:
+        self._main_conn()  # not open (or closed): NotStartedError
+        # Shielded: a cancelled caller must not leave a connection inside BEGIN IMMEDIATE
+        # (holding the file's write lock) with nobody to finish it.
+        with anyio.CancelScope(shield=True), translate_errors():
+            if self._free:
+                conn = self._free.pop()
+            else:
+                conn = Connection(self.path, self.busy_timeout, rows=True)
+                await conn.open()
+            try:
+                await conn.run(_begin)
+            except BaseException:
+                await self._give_back(conn, reuse=True)
+                raise
+        return SqliteTransaction(self, conn)
+
+    async def _give_back(self, conn: Connection, *, reuse: bool) -> None:
+        if reuse and not self._closed and not conn.closed and len(self._free) < _FREE_CONNECTIONS:
+            self._free.append(conn)
+        else:
+            await conn.close()
+
+    # -- liveness ----------------------------------------------------------------------------
+
+    def heartbeat_thread(self, live_ids: Callable[[], list[UUID]], interval: float) -> LoopThread:
+        return HeartbeatThread(
+            path=self.path,
+            busy_timeout=self.busy_timeout,
+            instance_id=self._me,
+            live_ids=live_ids,
+            interval=interval,
+        )
+
+    async def reclaim_lost(
+        self,
+        job_types: Sequence[str],
+        live_ids: Iterable[UUID],
+        lost_interval: timedelta,
+        now: datetime,
+    ) -> list[LostRow]:
+        if not job_types:
+            return []
+        types, spared = list(job_types), {str(i) for i in live_ids}
+        return await self._write(
+            None, lambda db: _reclaim(db, types, spared, lost_interval, now, self._me)
+        )
+
+    async def release_running(self, now: datetime, reason: str) -> list[tuple[UUID, str]]:
+        return await self._write(None, lambda db: _release(db, now, reason, self._me))
+
+    async def count_overdue_pending(
+        self, now: datetime, overdue_before: datetime
+    ) -> list[tuple[str, int, float]]:
+        return await self._read(None, lambda db: _count_overdue(db, now, overdue_before))
+
+    async def database_now(self) -> datetime:
+        # No server: the database's clock is this machine's.
+        return datetime.now(UTC)
+
+    # -- wake-ups ----------------------------------------------------------------------------
+    # In-process wake-ups are the engine's; other processes see our commits through
+    # PRAGMA data_version (run_listener), so there is nothing to publish.
+
+    def announce(self, job_type: str) -> None:
+        return None
+
+    async def announce_in(self, conn: object, job_type: str) -> None:
+        return None
+
+    async def run_announcer(self) -> None:
+        await anyio.sleep_forever()
+
+    async def flush_announcements(self) -> None:
+        return None
+
+    async def run_listener(
+        self,
+        on_ready: Callable[[str | None], None],
+        attempt_timeout: float,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Call ``on_ready(None)`` whenever another connection has committed to the file
+        (another process, or one of our runner transactions; our heartbeats too, which costs
+        a spare poll). Checked every :attr:`listen_interval` seconds on the main connection."""
+        task_status.started()
+        last: int | None = None
+        while True:
+            try:
+                with translate_errors():
+                    version = await self._main_conn().run(_data_version)
+            except NotStartedError:
+                return  # closed: the service is shutting down
+            except DatabaseError:
+                logger.debug("job sqlite listener: data_version failed", exc_info=True)
+            else:
+                if last is not None and version != last:
+                    on_ready(None)
+                last = version
+            await anyio.sleep(self.listen_interval)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def load_jobs(
+        self, ids: Sequence[UUID], conn: object | None = None
+    ) -> dict[UUID, Job[Any]]:
+        wanted = list(ids)
+        return await self._read(conn, lambda db: _load(db, wanted))
+
+    async def live_job_ids(self, ids: Sequence[UUID]) -> set[UUID]:
+        wanted = list(ids)
+        return await self._read(None, lambda db: _present(db, q.IS_LIVE, wanted))
+
+    async def existing_job_ids(self, ids: Sequence[UUID]) -> set[UUID]:
+        wanted = list(ids)
+        return await self._read(None, lambda db: _present(db, q.JOB_EXISTS, wanted))
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _main_conn(self) -> Connection:
+        if self._main is None:
+            state = "was closed" if self._closed else "is not open"
+            raise NotStartedError(f"the SQLite job backend ({self.path}) {state}")
+        return self._main
+
+    def _through(self, conn: object) -> Connection:
+        self.check_connection(conn)
+        assert isinstance(conn, SqliteTransaction)
+        return conn._live()
+
+    async def _write(self, conn: object | None, op: Callable[[sqlite3.Connection], T]) -> T:
+        """``op`` in a BEGIN IMMEDIATE transaction of its own on the main connection, or in
+        a savepoint of the caller's transaction ``conn``."""
+        with translate_errors():
+            if conn is None:
+                return await self._main_conn().run(_in_transaction, q.BEGIN_IMMEDIATE, op)
+            return await self._through(conn).run(_in_savepoint, op)
+
+    async def _read(self, conn: object | None, op: Callable[[sqlite3.Connection], T]) -> T:
+        """``op`` on one snapshot (a deferred transaction), or in the caller's transaction."""
+        with translate_errors():
+            if conn is None:
+                return await self._main_conn().run(_in_transaction, q.BEGIN_READ, op)
+            return await self._through(conn).run(op)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+# -- the heartbeat thread --------------------------------------------------------------------
+
+
+class HeartbeatThread(LoopThread):
+    """Refreshes ``alive_at`` of this instance's running rows among ``live_ids()`` every
+    ``interval`` seconds from a thread of its own, whatever the event loop is doing (see
+    ``job.backends.postgres.heartbeat`` for why). It owns its own ``sqlite3`` connection,
+    opened on the first heartbeat with something to refresh; after a failure it closes it and
+    reconnects with backoff (capped at the interval). Stops on :meth:`request_stop`, or by
+    itself once the event loop is closed."""
+
+    thread_name = "job-heartbeat"
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        busy_timeout: float,
+        instance_id: str,
+        live_ids: Callable[[], list[UUID]],
+        interval: float,
+    ) -> None:
+        super().__init__()
+        self._path = path
+        self._busy_timeout = busy_timeout
+        self._instance_id = instance_id
+        self._live_ids = live_ids
+        self._interval = interval
+        self.beats = 0  # heartbeat transactions that committed (diagnostics and tests)
+
+    def _run(self) -> None:
+        db: sqlite3.Connection | None = None
+        failures = 0
+        wait = self._interval
+        try:
+            while not self._stop.wait(wait):
+                if self._loop_closed():
+                    return  # the service's loop ended without a shutdown
+                try:
+                    db = self._beat(db)
+                    failures = 0
+                    wait = self._interval
+                except Exception:
+                    failures += 1
+                    logger.error("job heartbeat failed (%d in a row)", failures, exc_info=True)
+                    if db is not None:
+                        db.close()
+                    db = None
+                    wait = min(0.1 * 2**failures, self._interval)
+        finally:
+            if db is not None:
+                db.close()
+
+    def _beat(self, db: sqlite3.Connection | None) -> sqlite3.Connection | None:
+        try:
+            ids = self._live_ids()
+        except RuntimeError:  # changed while being copied: the next tick gets them
+            return db
+        if not ids:
+            return db
+        if db is None:
+            db = connect(self._path, self._busy_timeout, check_same_thread=True)
+        _in_transaction(db, q.BEGIN_IMMEDIATE, lambda c: _heartbeat(c, ids, self._instance_id))
+        self.beats += 1
+        return db

@@ -1,0 +1,224 @@
+-- Every SQL statement the SQLite backend runs, in one reviewable place (the schema and its
+-- bookkeeping are in migrations/ and migrate.py).
+--
+-- Blocks start with `-- name: <query_name>`; `_queries.py` binds each block to a constant of
+-- the same name in upper case. Parameters use sqlite3's :name style.
+--
+-- Conventions (see migrations/0001_job_setup.sql): times are INTEGER microseconds since the
+-- Unix epoch (UTC), uuids canonical lowercase TEXT, JSON as TEXT.
+-- Times named `now` and `execute_at` come from the application clock (possibly manual);
+-- liveness (alive_at) uses the wall clock, passed in as `alive_at` / `cutoff` by the caller,
+-- because SQLite's own clock has only millisecond resolution and no clock of a server.
+--
+-- SQLite has no arrays: an operation over many rows runs one short statement per row, all in
+-- one transaction in the connection's thread (prepared once, cached by sqlite3). Every write
+-- transaction is BEGIN IMMEDIATE, so a statement list like "select the due rows, then mark
+-- them" cannot interleave with another writer (another process on the same file included).
+-- Each statement names `state = 'pending'` / `'running'` literally where a partial index
+-- should be used: SQLite only uses a partial index when the query repeats its predicate.
+
+-- name: pragma_wal
+-- Readers never block the writer, nor it them; required for several processes on one file.
+PRAGMA journal_mode = WAL;
+
+-- name: pragma_synchronous
+-- With WAL: durable at checkpoints, never corrupt; a power cut may lose the last commits.
+PRAGMA synchronous = NORMAL;
+
+-- name: pragma_foreign_keys
+-- job_executions.id references jobs.id; SQLite checks foreign keys only when asked to.
+PRAGMA foreign_keys = ON;
+
+-- name: begin_immediate
+-- Every write transaction: take the write lock up front. A deferred transaction that later
+-- upgrades to a write can fail with SQLITE_BUSY at once, without the busy timeout's wait.
+BEGIN IMMEDIATE;
+
+-- name: begin_read
+-- Reads of several statements (load_jobs): one consistent snapshot, no write lock.
+BEGIN DEFERRED;
+
+-- name: commit
+COMMIT;
+
+-- name: savepoint
+-- An operation run inside the caller's transaction (a runner's, or spawn(conn=...)): its
+-- statements apply all or none there, as they would under BEGIN IMMEDIATE on their own.
+SAVEPOINT job_operation;
+
+-- name: release_savepoint
+RELEASE job_operation;
+
+-- name: rollback_to_savepoint
+-- Undo the operation's statements only; the caller's transaction goes on (then RELEASE).
+ROLLBACK TO job_operation;
+
+-- name: rollback
+ROLLBACK;
+
+-- name: data_version
+-- Changes whenever another connection (another process, or one of our own runner
+-- transaction connections) commits to the file: the cross-process wake-up signal.
+PRAGMA data_version;
+
+-- name: insert_job
+-- Spawn: the immutable jobs row. Its first two history events are implied by it (the backend
+-- adds them when loading), so no event is written.
+INSERT INTO jobs (id, job_type, unique_key, config, tracing_context, execute_at, created_at)
+VALUES (:id, :job_type, :unique_key, :config, :tracing, :execute_at, :now);
+
+-- name: insert_execution
+-- Spawn: the live execution row, pending, attempt 1; event_seq counts the two implied events.
+-- Inserted after its jobs row (foreign key).
+INSERT INTO job_executions (id, job_type, unique_key, execute_at, scheduled_at, event_seq)
+VALUES (:id, :job_type, :unique_key, :execute_at, :now, 2);
+
+-- name: find_unique_holder
+-- spawn_unique: the live job holding (job_type, unique_key), if any. Read under the write
+-- lock, so nobody can take the key between this and the insert that follows.
+SELECT id FROM job_executions
+WHERE job_type = :job_type AND unique_key = :unique_key;
+
+-- name: claim_candidates
+-- Claim, per job type: its oldest due pending rows through the claim index, at most `limit`
+-- of them; the caller merges the types and keeps the overall oldest `limit` (execute_at, id).
+-- A time that is not an integer (written from outside) is never <= :now: never claimed.
+SELECT id, execute_at FROM job_executions
+WHERE state = 'pending' AND job_type = :job_type AND execute_at <= :now
+ORDER BY execute_at, id
+LIMIT :limit;
+
+-- name: claim_one
+-- Claim one chosen row: running, owned by this instance under a fresh claim token, alive now
+-- (wall clock). The state test is a guard; under the write lock it always holds.
+UPDATE job_executions
+SET state = 'running',
+    poller_instance_id = :instance_id,
+    claim_token = :claim_token,
+    alive_at = :alive_at
+WHERE id = :id AND state = 'pending';
+
+-- name: claimed_row
+-- What the dispatcher needs of a claimed row: the run's attempt and schedule, the config.
+SELECT e.id, e.job_type, e.attempt, e.execute_at, e.scheduled_at, e.claim_token,
+       j.config, j.tracing_context
+FROM job_executions AS e
+JOIN jobs AS j ON j.id = e.id
+WHERE e.id = :id AND e.claim_token = :claim_token;
+
+-- name: next_due_at
+-- Per job type: the earliest future execute_at of its pending rows (the caller takes the
+-- minimum over the types, skipping an unreadable time, as PostgreSQL's next_due_at does).
+SELECT execute_at FROM job_executions
+WHERE state = 'pending' AND job_type = :job_type AND execute_at > :now
+ORDER BY execute_at
+LIMIT 1;
+
+-- name: fenced_event_seq
+-- Outcome writes are fenced by the claim token: a run whose claim was reclaimed by another
+-- worker finds no row here and writes nothing (not reported as applied). A matching token
+-- implies the row is running.
+SELECT event_seq FROM job_executions WHERE id = :id AND claim_token = :claim_token;
+
+-- name: finish_execution
+-- A terminal outcome (completed or errored): the live row goes; the history stays.
+DELETE FROM job_executions WHERE id = :id AND claim_token = :claim_token;
+
+-- name: reschedule_execution
+-- A non-terminal outcome: back to pending at the new due time and attempt, unowned.
+UPDATE job_executions
+SET state = 'pending',
+    execute_at = :execute_at,
+    scheduled_at = :now,
+    attempt = :attempt,
+    poller_instance_id = NULL,
+    claim_token = NULL,
+    alive_at = NULL,
+    event_seq = :event_seq
+WHERE id = :id AND claim_token = :claim_token;
+
+-- name: append_event
+-- One history event after the job's last one (sequence = event_seq + position).
+INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
+VALUES (:job_id, :sequence, :event_type, :event, :recorded_at);
+
+-- name: heartbeat
+-- Refresh alive_at (wall clock) of a run this instance still has in memory. Runs in the
+-- heartbeat thread on its own connection, whatever the event loop is doing.
+UPDATE job_executions
+SET alive_at = :alive_at
+WHERE id = :id AND poller_instance_id = :instance_id AND state = 'running';
+
+-- name: lost_candidates
+-- Per job type: running rows whose heartbeat is older than the lost interval (:cutoff = wall
+-- clock now - lost interval). The caller spares this instance's rows it still runs.
+SELECT id, job_type, attempt, poller_instance_id, alive_at, event_seq
+FROM job_executions
+WHERE state = 'running' AND job_type = :job_type AND alive_at < :cutoff
+ORDER BY id;
+
+-- name: reclaim_one
+-- A lost run back to pending, due now, attempt + 1, unowned; two events follow
+-- (execution_lost, execution_scheduled).
+UPDATE job_executions
+SET state = 'pending',
+    execute_at = :now,
+    scheduled_at = :now,
+    attempt = attempt + 1,
+    poller_instance_id = NULL,
+    claim_token = NULL,
+    alive_at = NULL,
+    event_seq = event_seq + 2
+WHERE id = :id AND state = 'running';
+
+-- name: running_mine
+-- Shutdown: every row this instance still owns.
+SELECT id, job_type, attempt, event_seq
+FROM job_executions
+WHERE state = 'running' AND poller_instance_id = :instance_id
+ORDER BY id;
+
+-- name: release_one
+-- Shutdown hand-back: pending, due now, attempt unchanged, unowned; two events follow
+-- (execution_aborted, execution_scheduled).
+UPDATE job_executions
+SET state = 'pending',
+    execute_at = :now,
+    scheduled_at = :now,
+    poller_instance_id = NULL,
+    claim_token = NULL,
+    alive_at = NULL,
+    event_seq = event_seq + 2
+WHERE id = :id AND state = 'running';
+
+-- name: load_job
+-- A job by id with its live execution row, if any (none once terminal).
+SELECT j.id, j.job_type, j.unique_key, j.config, j.created_at, j.execute_at,
+       e.state, e.attempt, e.execute_at
+FROM jobs AS j
+LEFT JOIN job_executions AS e ON e.id = j.id
+WHERE j.id = :id;
+
+-- name: load_events
+-- The stored history of one job (from sequence 3 on; 1 and 2 are implied by its jobs row).
+SELECT sequence, event_type, event, recorded_at
+FROM job_events
+WHERE job_id = :id
+ORDER BY sequence;
+
+-- name: is_live
+-- Is this job still live (pending or running)? Terminal and unknown jobs have no row.
+SELECT 1 FROM job_executions WHERE id = :id;
+
+-- name: job_exists
+SELECT 1 FROM jobs WHERE id = :id;
+
+-- name: count_overdue_pending
+-- Pending jobs of any type due before `overdue_before`, per type: nobody claimed them for a
+-- while. Includes types no process here registers. The caller turns the oldest due time into
+-- seconds overdue.
+SELECT job_type, count(*) AS n, min(execute_at) AS oldest
+FROM job_executions
+WHERE state = 'pending' AND execute_at < :overdue_before
+GROUP BY job_type
+ORDER BY job_type;
