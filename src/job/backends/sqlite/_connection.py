@@ -23,6 +23,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,17 +98,34 @@ def connect(
         if rows:
             db.row_factory = sqlite3.Row
         # sqlite3.connect(timeout=) is SQLite's busy timeout (sqlite3_busy_timeout).
-        mode = db.execute(q.PRAGMA_WAL).fetchone()
-        if mode is None or str(mode[0]).lower() != "wal":
-            raise sqlite3.OperationalError(
-                f"cannot switch {path} to WAL journal mode (got {mode and mode[0]!r})"
-            )
+        mode = _switch_to_wal(db, busy_timeout)
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot switch {path} to WAL journal mode ({mode!r})")
         db.execute(q.PRAGMA_SYNCHRONOUS)
         db.execute(q.PRAGMA_FOREIGN_KEYS)
     except BaseException:
         db.close()
         raise
     return db
+
+
+def _switch_to_wal(db: sqlite3.Connection, busy_timeout: float) -> Any:
+    """``PRAGMA journal_mode = WAL``, retried while another connection holds the file.
+
+    WAL is a property of the file, so this is a no-op after its first success. That first
+    switch needs the file to itself, and SQLite answers "database is locked" at once, without
+    the busy handler, when several connections open a fresh file together (several processes
+    starting on a new database). So we wait here, up to ``busy_timeout``, ourselves."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            row = db.execute(q.PRAGMA_WAL).fetchone()
+        except sqlite3.OperationalError as exc:
+            if not _is_transient(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
+        else:
+            return None if row is None else row[0]
 
 
 def check_path(path: str | os.PathLike[str]) -> str:
