@@ -32,7 +32,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from job.backends.sqlite import _queries as q
 from job.errors import DatabaseError, DuplicateJobError, NotStartedError
 
-__all__ = ["Connection", "connect", "translate_errors"]
+__all__ = ["Connection", "connect", "run_in_transaction", "translate_errors"]
 
 logger = logging.getLogger("job.sqlite")
 
@@ -188,6 +188,20 @@ class Connection:
             raise NotStartedError("the SQLite job backend is not open (or was closed)")
         return await self._submit(self._call, fn, args, kwargs)
 
+    async def transact(self, begin: str, op: Callable[[sqlite3.Connection], T]) -> T:
+        """``op(db)`` in a transaction of its own (``begin`` opens it), committed in the
+        thread. If the caller is cancelled before the COMMIT, the thread rolls back instead:
+        a cancelled claim or spawn leaves nothing behind. (One cancelled after the COMMIT did
+        happen, as with any database.)"""
+        if self._closed or self._thread is None:
+            raise NotStartedError("the SQLite job backend is not open (or was closed)")
+        abandoned = threading.Event()
+        future: asyncio.Future[T] = self._submit(
+            self._call, run_in_transaction, (begin, op, abandoned.is_set), {}
+        )
+        future.add_done_callback(lambda f: abandoned.set() if f.cancelled() else None)
+        return await future
+
     async def close(self) -> None:
         """Close the ``sqlite3`` connection (after the operations already submitted) and end
         the thread. Idempotent."""
@@ -235,6 +249,30 @@ class Connection:
         if self._db is None:
             raise NotStartedError("the SQLite job backend's connection is closed")
         return fn(self._db, *args, **kwargs)
+
+
+class _AbandonedError(Exception):
+    """The caller stopped waiting before the COMMIT: roll back (nobody sees this error)."""
+
+
+def run_in_transaction(
+    db: sqlite3.Connection,
+    begin: str,
+    op: Callable[[sqlite3.Connection], T],
+    abandoned: Callable[[], bool] = lambda: False,
+) -> T:
+    """``op(db)`` between ``begin`` and COMMIT; rolled back if it raises or is abandoned."""
+    db.execute(begin)
+    try:
+        result = op(db)
+        if abandoned():
+            raise _AbandonedError
+        db.execute(q.COMMIT)
+    except BaseException:
+        if db.in_transaction:
+            db.execute(q.ROLLBACK)
+        raise
+    return result
 
 
 def _resolve(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:

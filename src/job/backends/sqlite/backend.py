@@ -51,7 +51,13 @@ from job import _events as ev
 from job._backend import ClaimedRow, LostRow, NewJob, OutcomeWrite
 from job._threads import LoopThread
 from job.backends.sqlite import _queries as q
-from job.backends.sqlite._connection import Connection, check_path, connect, translate_errors
+from job.backends.sqlite._connection import (
+    Connection,
+    check_path,
+    connect,
+    run_in_transaction,
+    translate_errors,
+)
 from job.backends.sqlite.migrate import applied_versions, apply_pending, latest_version
 from job.entity import Job, JobEvent, JobState
 from job.errors import DatabaseError, MigrationError, NotStartedError
@@ -114,21 +120,6 @@ def _json_or_none(text: object) -> Any:
 
 
 # -- operations, run in a connection's thread ------------------------------------------------
-
-
-def _in_transaction(
-    db: sqlite3.Connection, begin: str, op: Callable[[sqlite3.Connection], T]
-) -> T:
-    """``op`` in a transaction of its own on the main connection."""
-    db.execute(begin)
-    try:
-        result = op(db)
-        db.execute(q.COMMIT)
-    except BaseException:
-        if db.in_transaction:
-            db.execute(q.ROLLBACK)
-        raise
-    return result
 
 
 def _in_savepoint(db: sqlite3.Connection, op: Callable[[sqlite3.Connection], T]) -> T:
@@ -774,14 +765,14 @@ class SqliteBackend:
         a savepoint of the caller's transaction ``conn``."""
         with translate_errors():
             if conn is None:
-                return await self._main_conn().run(_in_transaction, q.BEGIN_IMMEDIATE, op)
+                return await self._main_conn().transact(q.BEGIN_IMMEDIATE, op)
             return await self._through(conn).run(_in_savepoint, op)
 
     async def _read(self, conn: object | None, op: Callable[[sqlite3.Connection], T]) -> T:
         """``op`` on one snapshot (a deferred transaction), or in the caller's transaction."""
         with translate_errors():
             if conn is None:
-                return await self._main_conn().run(_in_transaction, q.BEGIN_READ, op)
+                return await self._main_conn().transact(q.BEGIN_READ, op)
             return await self._through(conn).run(op)
 
 
@@ -854,6 +845,6 @@ class HeartbeatThread(LoopThread):
             return db
         if db is None:
             db = connect(self._path, self._busy_timeout, check_same_thread=True)
-        _in_transaction(db, q.BEGIN_IMMEDIATE, lambda c: _heartbeat(c, ids, self._instance_id))
+        run_in_transaction(db, q.BEGIN_IMMEDIATE, lambda c: _heartbeat(c, ids, self._instance_id))
         self.beats += 1
         return db
