@@ -5,9 +5,12 @@ one daemon thread; ``await conn.run(fn, *args)`` hands a whole operation ``fn(db
 (several statements and their transaction) to that thread and resolves an asyncio future
 through ``loop.call_soon_threadsafe`` when it is done: ONE thread hop per operation, however
 many statements it runs. That is why this backend does not use aiosqlite, which hops to its
-thread once per statement (and once per fetch). A side effect we rely on: an operation runs to
-its end (COMMIT or ROLLBACK) in the thread even if the awaiting task is cancelled, so a
-cancelled caller never leaves a transaction half done on a connection others reuse.
+thread once per statement (and once per fetch).
+
+An operation runs to its end in the thread even if the awaiting task is cancelled, so a
+cancelled caller never leaves a transaction half done on a connection others reuse; and
+:meth:`Connection.transact` rolls back instead of committing when its caller stopped waiting
+before the COMMIT.
 
 Operations on one connection run one at a time, in submission order.
 
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import queue
 import sqlite3
@@ -33,8 +35,6 @@ from job.backends.sqlite import _queries as q
 from job.errors import DatabaseError, DuplicateJobError, NotStartedError
 
 __all__ = ["Connection", "connect", "run_in_transaction", "translate_errors"]
-
-logger = logging.getLogger("job.sqlite")
 
 P = ParamSpec("P")
 T = TypeVar("T")

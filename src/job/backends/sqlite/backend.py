@@ -22,7 +22,8 @@ SQLite's locks are unreliable). That is correct, not merely tolerated:
 SQLite has one writer at a time: a runner transaction holds the write lock from its start
 until its outcome commits with it, and every other writer (this process's engine included)
 waits meanwhile, up to ``busy_timeout`` and then fails with a transient ``DatabaseError``. Keep
-runner transactions short.
+runner transactions short, and inside one write through it (``spawn(..., conn=tx)``): a spawn
+without ``conn`` would wait for the lock the runner's own transaction holds.
 
 Storage conventions: times are INTEGER microseconds since the Unix epoch (UTC), uuids
 canonical lowercase TEXT, JSON as TEXT (see ``migrations/0001_job_setup.sql``). Times outside
