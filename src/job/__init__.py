@@ -1,4 +1,4 @@
-"""`job`: async, Postgres-backed, typed background jobs.
+"""`job`: async, typed background jobs on PostgreSQL or an embedded SQLite file.
 
 A port of the Rust crate ``job`` (GaloyMoney/job). See README.md and docs/ for the concepts.
 """
@@ -10,6 +10,7 @@ from job.config import JobPollerConfig, JobSvcConfig
 from job.current import CurrentJob
 from job.entity import Job, JobEvent, JobId, JobState, new_job_id
 from job.errors import (
+    BackendMismatchError,
     ConfigError,
     DatabaseError,
     DuplicateJobError,
@@ -37,6 +38,7 @@ from job.service import Jobs
 from job.spawner import JobSpawner, JobSpec, UniqueSpawn
 
 __all__ = [
+    "BackendMismatchError",
     "ClockController",
     "ClockHandle",
     "Complete",

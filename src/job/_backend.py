@@ -163,9 +163,7 @@ class Backend(Protocol):
 
     # -- liveness ----------------------------------------------------------------------------
 
-    def heartbeat_thread(
-        self, live_ids: Callable[[], list[UUID]], interval: float
-    ) -> LoopThread:
+    def heartbeat_thread(self, live_ids: Callable[[], list[UUID]], interval: float) -> LoopThread:
         """A (not yet started) thread refreshing ``alive_at`` of ``live_ids()`` every
         ``interval`` seconds, whatever the event loop is doing."""
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 
-from job._repository import Repository
+from job._backend import Backend
 from job.clock import _Offset
 
 logger = logging.getLogger("job.clock")
@@ -32,8 +32,8 @@ _REPORT_SKEW = timedelta(seconds=1)
 
 
 class DatabaseClockSync:
-    def __init__(self, repo: Repository, offset: _Offset) -> None:
-        self._repo = repo
+    def __init__(self, backend: Backend, offset: _Offset) -> None:
+        self._backend = backend
         self._offset = offset
         self._reported: timedelta | None = None
 
@@ -42,7 +42,7 @@ class DatabaseClockSync:
         best: tuple[timedelta, timedelta] | None = None  # (round trip, offset)
         for _ in range(_SAMPLES):
             before = datetime.now(UTC)
-            server = await self._repo.database_now()
+            server = await self._backend.database_now()
             after = datetime.now(UTC)
             round_trip = after - before
             offset = server - (before + round_trip / 2)

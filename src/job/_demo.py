@@ -51,7 +51,7 @@ from job import (
     RetryLater,
     RetrySettings,
 )
-from job._localpg import LocalPostgres, LocalPostgresError
+from job.testing._localpg import LocalPostgres, LocalPostgresError
 
 __all__ = ["ENV_DSN", "main", "run_demo"]
 

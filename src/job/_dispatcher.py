@@ -19,16 +19,16 @@ from uuid import UUID
 import anyio
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
-from psycopg_pool import AsyncConnectionPool
 
 from job import _telemetry as tel
+from job import _transitions as transitions
+from job._backend import Backend, ClaimedRow, OutcomeWrite
 from job._outcomes import OutcomeRejectedError, OutcomeWriter, WriteResult
 from job._registry import Registry
-from job._repository import ClaimedRow, OutcomeWrite, Repository
+from job._transitions import Failure
 from job.clock import ClockHandle
 from job.current import CurrentJob
 from job.errors import RunTimeoutError, ScheduleError
-from job.limits import check_time, storable_text
 from job.outcome import (
     Complete,
     JobCompletion,
@@ -67,23 +67,6 @@ def _retry_settings(initializer: Any) -> RetrySettings:
     return settings if isinstance(settings, RetrySettings) else RetrySettings()
 
 
-def _reschedule_time(
-    outcome: RescheduleAt | RescheduleIn | RescheduleNow, now: datetime
-) -> datetime:
-    """When a rescheduled job runs next; ScheduleError if that is outside the stored range."""
-    if isinstance(outcome, RescheduleAt):
-        return check_time(outcome.at, "RescheduleAt.at")
-    if isinstance(outcome, RescheduleIn):
-        try:
-            at = now + outcome.delay
-        except OverflowError:
-            raise ScheduleError(
-                f"RescheduleIn({outcome.delay!r}) is past the latest time jobs can be scheduled at"
-            ) from None
-        return check_time(at, "RescheduleIn's due time")
-    return now
-
-
 async def _run_with_timeout(
     runner: Any, current: CurrentJob[Any], timeout: timedelta | None
 ) -> JobCompletion:
@@ -118,77 +101,23 @@ def _forget_tracebacks(exc: BaseException) -> None:
         current = current.__cause__ or current.__context__
 
 
-def _terminal_write(row: ClaimedRow, events: list[dict[str, Any]]) -> OutcomeWrite:
-    """The write that ends a job (completed or errored): its execution row goes away."""
-    return OutcomeWrite(
-        row.id, row.claim_token, terminal=True, execute_at=None, attempt=row.attempt, events=events
-    )
-
-
-def _errored_event(
-    attempt: int, message: str, error_type: str, level: str, will_retry: bool
-) -> dict[str, Any]:
-    return {
-        "type": "execution_errored",
-        "data": {
-            "attempt": attempt,
-            "error": message,
-            "error_type": error_type,
-            "level": level,
-            "will_retry": will_retry,
-        },
-    }
-
-
-class _Failure:
-    """Why an attempt failed: an exception, or a RetryLater the runner returned."""
-
-    __slots__ = ("delay", "error_type", "message", "panicked")
-
-    def __init__(
-        self,
-        message: str,
-        error_type: str,
-        *,
-        delay: timedelta | None = None,
-        panicked: bool = False,
-    ) -> None:
-        # Runner-controlled text: made storable here, the one place failures are built.
-        self.message = storable_text(message)
-        self.error_type = storable_text(error_type, limit=200)
-        self.delay = delay
-        self.panicked = panicked
-
-    @classmethod
-    def from_exception(cls, exc: BaseException) -> _Failure:
-        try:
-            text = str(exc)
-        except Exception:  # a hostile __str__ must not lose the failure
-            text = "<the exception's str() raised>"
-        message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-        # A BaseException that is not an Exception is this library's "panic".
-        return cls(message, type(exc).__qualname__, panicked=not isinstance(exc, Exception))
-
-
 class Dispatcher:
     def __init__(
         self,
         *,
-        repo: Repository,
+        backend: Backend,
         registry: Registry,
         clock: ClockHandle,
         writer: OutcomeWriter,
-        pool: AsyncConnectionPool[Any],
         shutdown: anyio.Event,
         on_terminal: Callable[[list[UUID]], None],
         on_rescheduled: Callable[[], None],
         on_finished: Callable[[], None],
     ) -> None:
-        self._repo = repo
+        self._backend = backend
         self._registry = registry
         self._clock = clock
         self._writer = writer
-        self._pool = pool
         self._shutdown = shutdown
         self._on_terminal = on_terminal
         self._on_rescheduled = on_rescheduled
@@ -309,12 +238,7 @@ class Dispatcher:
                     release_slot()
                     await self._fail(
                         row,
-                        _Failure(
-                            f"attempt {row.attempt} exceeds n_attempts="
-                            f"{settings.n_attempts}: earlier runs were lost (their worker"
-                            " died or stopped heartbeating), or n_attempts was lowered",
-                            "AttemptsExhausted",
-                        ),
+                        transitions.attempts_exhausted(row, settings.n_attempts),
                         RetrySettings(n_attempts=1),
                         started_at,
                     )
@@ -328,7 +252,7 @@ class Dispatcher:
                     config=config,
                     scheduled_for=row.execute_at,
                     clock=self._clock,
-                    pool=self._pool,
+                    backend=self._backend,
                     shutdown=self._shutdown,
                 )
                 outcome = await _run_with_timeout(runner, current, initializer.timeout())
@@ -339,7 +263,7 @@ class Dispatcher:
                 if isinstance(exc, asyncio.CancelledError) and _is_service_cancellation():
                     raise
                 release_slot()
-                failure = _Failure.from_exception(exc)
+                failure = Failure.from_exception(exc)
                 tel.record_error(span, exc, level="ERROR" if failure.panicked else "WARN")
                 span.set_attribute("conclusion", "Error")
                 # The failure is recorded as text: drop the tracebacks, or an exception object
@@ -364,42 +288,22 @@ class Dispatcher:
     ) -> None:
         if isinstance(outcome, RetryLater):
             await current._finish_transaction(commit=False)
-            failure = _Failure(outcome.reason, "RetryLater", delay=outcome.delay)
+            failure = Failure(outcome.reason, "RetryLater", delay=outcome.delay)
             await self._fail(row, failure, _retry_settings(initializer), started_at)
             return
-        now = self._clock.now()
         if isinstance(outcome, Complete):
             span_name = tel.SPAN_COMPLETE
-            write = _terminal_write(
-                row,
-                [
-                    {"type": "execution_completed", "data": {"attempt": row.attempt}},
-                    {"type": "job_completed", "data": {"state": "completed"}},
-                ],
-            )
+            write = transitions.completed(row)
         else:
             span_name = tel.SPAN_RESCHEDULE
             try:
-                at = _reschedule_time(outcome, now)
+                at = transitions.reschedule_time(outcome, self._clock.now())
             except ScheduleError as exc:
                 await current._finish_transaction(commit=False)
-                failure = _Failure.from_exception(exc)
+                failure = Failure.from_exception(exc)
                 await self._fail(row, failure, _retry_settings(initializer), started_at)
                 return
-            write = OutcomeWrite(
-                row.id,
-                row.claim_token,
-                terminal=False,
-                execute_at=at,
-                attempt=1,
-                events=[
-                    {"type": "execution_completed", "data": {"attempt": row.attempt}},
-                    {
-                        "type": "execution_scheduled",
-                        "data": {"attempt": 1, "scheduled_at": _iso(at)},
-                    },
-                ],
-            )
+            write = transitions.rescheduled(row, at)
         with tel.child_span(span_name, row.id, row.job_type) as span:
             if write.execute_at is not None:
                 span.set_attribute("job.reschedule_at", _iso(write.execute_at))
@@ -428,14 +332,14 @@ class Dispatcher:
         tx = current._open_transaction
         assert tx is not None
         try:
-            applied = (row.id, row.claim_token) in await self._repo.apply_outcomes(
-                [write], self._clock.now(), conn=tx
+            applied = (row.id, row.claim_token) in await self._backend.apply_outcomes(
+                [write], self._clock.now(), conn=tx.connection
             )
             await current._finish_transaction(commit=applied)
         except Exception as exc:
             with anyio.CancelScope(shield=True):
                 await current._finish_transaction(commit=False)
-            failure = _Failure.from_exception(exc)
+            failure = Failure.from_exception(exc)
             failure.message = f"committing the runner's transaction failed: {failure.message}"
             await self._fail(row, failure, _retry_settings(initializer), started_at)
             return None
@@ -458,73 +362,27 @@ class Dispatcher:
         try:
             self._log_unwritten(row, await self._writer.submit(write))
         except OutcomeRejectedError as exc:
-            failure = _Failure(f"the outcome could not be stored: {exc}", "OutcomeRejected")
+            failure = Failure(f"the outcome could not be stored: {exc}", "OutcomeRejected")
             await self._fail(row, failure, _retry_settings(initializer), started_at)
 
     async def _fail_unreadable(self, row: ClaimedRow) -> None:
         """A row whose stored schedule cannot be read (written outside this library): end it
         as errored, saying why, instead of letting it fail every poll."""
-        message = storable_text(
-            "the job's stored due time cannot be represented (outside years 1-9999);"
-            " it was written outside this library or by a release without time checks"
-        )
-        write = _terminal_write(
-            row,
-            [
-                _errored_event(row.attempt, message, "UnreadableSchedule", "ERROR", False),
-                {"type": "job_completed", "data": {"state": "errored"}},
-            ],
-        )
-        logger.error("job %s (%s): %s", row.id, row.job_type, message)
+        write = transitions.unreadable_schedule(row)
+        logger.error("job %s (%s): %s", row.id, row.job_type, transitions.UNREADABLE_SCHEDULE)
         await self._write_failure(row, write)
 
     async def _fail(
         self,
         row: ClaimedRow,
-        failure: _Failure,
+        failure: Failure,
         settings: RetrySettings,
         started_at: datetime,
     ) -> None:
-        now = self._clock.now()
-        decision = settings.decide(
-            attempt=row.attempt,
-            schedule_written_at=row.scheduled_at or now,
-            execute_at=row.execute_at or now,
-            started_at=started_at,
-            now=now,
-            delay=failure.delay,
+        transition = transitions.failed(
+            row, failure, settings, started_at=started_at, now=self._clock.now()
         )
-        level = "ERROR" if failure.panicked else decision.level
-        events: list[dict[str, Any]] = []
-        if decision.reset:
-            events.append({"type": "attempt_counter_reset", "data": {}})
-        events.append(
-            _errored_event(
-                row.attempt, failure.message, failure.error_type, level, decision.will_retry
-            )
-        )
-        if decision.will_retry:
-            assert decision.retry_at is not None
-            events.append(
-                {
-                    "type": "execution_scheduled",
-                    "data": {
-                        "attempt": decision.next_attempt,
-                        "scheduled_at": _iso(decision.retry_at),
-                    },
-                }
-            )
-            write = OutcomeWrite(
-                row.id,
-                row.claim_token,
-                terminal=False,
-                execute_at=decision.retry_at,
-                attempt=decision.next_attempt,
-                events=events,
-            )
-        else:
-            events.append({"type": "job_completed", "data": {"state": "errored"}})
-            write = _terminal_write(row, events)
+        decision, level, write = transition.decision, transition.level, transition.write
         with tel.child_span(tel.SPAN_FAIL, row.id, row.job_type) as span:
             span.set_attributes(
                 {

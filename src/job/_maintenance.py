@@ -2,8 +2,9 @@
 
 * Heartbeat, every ``job_lost_interval / 4``: refresh ``alive_at`` of the jobs this process is
   really running (ids with a live task), so a zombie row is never kept alive. It runs in a
-  thread with its own connection (``job._heartbeat``), so a runner that blocks the event loop
-  does not get its job reclaimed; a watchdog (``job._watchdog``) reports such a runner.
+  thread with its own connection (the backend's ``heartbeat_thread``), so a runner that
+  blocks the event loop does not get its job reclaimed; a watchdog (``job._watchdog``)
+  reports such a runner.
 * Lost-job reclaim, every ``job_lost_interval / 2``: rows whose heartbeat is older than the
   interval go back to pending with attempt + 1 (an ``execution_lost`` event names the worker).
   The dispatcher fails a job whose attempt has grown past ``n_attempts`` this way, so a job that
@@ -18,16 +19,15 @@ a manual clock jumped a day ahead must not make every running job look lost.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import anyio
 
 from job import _telemetry as tel
-from job._connections import ConnectParams
+from job._backend import Backend
 from job._dispatcher import Dispatcher
-from job._heartbeat import HeartbeatThread
 from job._registry import Registry
-from job._repository import Repository
+from job._threads import LoopThread
 from job._watchdog import LoopWatchdog
 from job.clock import ClockHandle
 from job.config import JobPollerConfig
@@ -39,38 +39,28 @@ class Maintenance:
     def __init__(
         self,
         *,
-        repo: Repository,
+        backend: Backend,
         registry: Registry,
         dispatcher: Dispatcher,
         clock: ClockHandle,
         config: JobPollerConfig,
         on_reclaimed: Callable[[], None],
     ) -> None:
-        self._repo = repo
+        self._backend = backend
         self._registry = registry
         self._dispatcher = dispatcher
         self._clock = clock
         self._config = config
         self._on_reclaimed = on_reclaimed
-        self._heartbeat: HeartbeatThread | None = None
+        self._heartbeat: LoopThread | None = None
         self._watchdog: LoopWatchdog | None = None
 
-    def start_threads(
-        self,
-        params: ConnectParams,
-        *,
-        refresh_params: Callable[[], Awaitable[ConnectParams]] | None,
-        connect_timeout: float,
-    ) -> None:
-        """Start the heartbeat thread and the blocked-loop watchdog (call on the event loop,
-        then run :meth:`run_ticker` as a task)."""
-        self._heartbeat = HeartbeatThread(
-            params=params,
-            refresh_params=refresh_params,
-            instance_id=self._repo.instance_id,
-            live_ids=lambda: self._dispatcher.live_ids,
-            interval=self._config.job_lost_interval.total_seconds() / 4,
-            connect_timeout=connect_timeout,
+    def start_threads(self) -> None:
+        """Start the backend's heartbeat thread and the blocked-loop watchdog (call on the
+        event loop, then run :meth:`run_ticker` as a task)."""
+        self._heartbeat = self._backend.heartbeat_thread(
+            lambda: self._dispatcher.live_ids,
+            self._config.job_lost_interval.total_seconds() / 4,
         )
         self._watchdog = LoopWatchdog(
             blocked_after=self._config.blocked_loop_warning.total_seconds(),
@@ -107,7 +97,7 @@ class Maintenance:
 
     async def reclaim_lost_once(self) -> int:
         with tel.TRACER.start_as_current_span(tel.SPAN_LOST) as span:
-            rows = await self._repo.reclaim_lost(
+            rows = await self._backend.reclaim_lost(
                 self._registry.job_types,
                 self._dispatcher.live_ids,
                 self._config.job_lost_interval,
@@ -143,7 +133,7 @@ class Maintenance:
         it does not register, possibly that no worker anywhere runs it.
         """
         now = self._clock.now()
-        counts = await self._repo.count_overdue_pending(now, now - self._config.max_poll_wait)
+        counts = await self._backend.count_overdue_pending(now, now - self._config.max_poll_wait)
         for job_type, count, oldest in counts:
             if job_type in self._registry:
                 why = "workers are saturated or not polling"

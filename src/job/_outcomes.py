@@ -21,7 +21,7 @@ from uuid import UUID
 
 import anyio
 
-from job._repository import OutcomeWrite, Repository
+from job._backend import Backend, OutcomeWrite
 from job.clock import ClockHandle
 from job.errors import DatabaseError
 
@@ -59,14 +59,14 @@ def _resolve_unresolved(batch: list[_Pending]) -> None:
 class OutcomeWriter:
     def __init__(
         self,
-        repo: Repository,
+        backend: Backend,
         clock: ClockHandle,
         on_terminal: Callable[[list[UUID]], None],
         on_rescheduled: Callable[[], None],
         *,
         give_up_after: timedelta = timedelta(minutes=5),
     ) -> None:
-        self._repo = repo
+        self._backend = backend
         self._clock = clock
         self._on_terminal = on_terminal
         self._on_rescheduled = on_rescheduled
@@ -152,7 +152,7 @@ class OutcomeWriter:
         deadline = time.monotonic() + self._give_up_after
         while True:
             try:
-                return await self._repo.apply_outcomes(writes, self._clock.now())
+                return await self._backend.apply_outcomes(writes, self._clock.now())
             except DatabaseError as exc:
                 failures += 1
                 out_of_time = time.monotonic() >= deadline or (self._closing and failures > 3)

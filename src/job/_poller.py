@@ -16,9 +16,9 @@ import anyio
 from anyio.abc import TaskStatus
 
 from job import _telemetry as tel
+from job._backend import Backend
 from job._dispatcher import Dispatcher
 from job._registry import Registry
-from job._repository import Repository
 from job.clock import ClockHandle
 from job.config import JobPollerConfig
 
@@ -29,14 +29,14 @@ class Poller:
     def __init__(
         self,
         *,
-        repo: Repository,
+        backend: Backend,
         registry: Registry,
         dispatcher: Dispatcher,
         clock: ClockHandle,
         config: JobPollerConfig,
         shutdown: anyio.Event,
     ) -> None:
-        self._repo = repo
+        self._backend = backend
         self._registry = registry
         self._dispatcher = dispatcher
         self._clock = clock
@@ -131,14 +131,14 @@ class Poller:
         limit = self._config.max_jobs_per_process - self._dispatcher.running
         job_types = self._registry.job_types
         with tel.span(tel.SPAN_POLL, attributes={"job.poll.limit": limit}) as span:
-            rows = await self._repo.claim(job_types, limit, now)
+            rows = await self._backend.claim(job_types, limit, now)
             span.set_attribute("job.poll.claimed", len(rows))
         traced = tel.is_enabled()  # once per claim, not per job
         for row in rows:
             self._dispatcher.start(row, traced)
         if len(rows) == limit:
             return now
-        next_due = await self._repo.next_due_at(job_types, now)
+        next_due = await self._backend.next_due_at(job_types, now)
         return max_wait_at if next_due is None else min(next_due, max_wait_at)
 
     async def _sleep_until(self, deadline: datetime) -> None:

@@ -13,15 +13,15 @@ from uuid import UUID
 
 import anyio
 
-from job._repository import Repository
+from job._backend import Backend
 from job.errors import JobNotFoundError, JobTimeoutError
 
 logger = logging.getLogger(__name__)
 
 
 class CompletionWaiters:
-    def __init__(self, repo: Repository, sweep_interval: timedelta) -> None:
-        self._repo = repo
+    def __init__(self, backend: Backend, sweep_interval: timedelta) -> None:
+        self._backend = backend
         self._sweep_interval = sweep_interval.total_seconds()
         # job id -> (event set when it is terminal, how many callers wait on it)
         self._waiting: dict[UUID, tuple[anyio.Event, int]] = {}
@@ -38,8 +38,8 @@ class CompletionWaiters:
         # Register before checking, so a completion between the check and the wait is seen.
         self._waiting[job_id] = (event, count + 1)
         try:
-            if job_id not in await self._repo.live_job_ids([job_id]):
-                if not await self._repo.existing_job_ids([job_id]):
+            if job_id not in await self._backend.live_job_ids([job_id]):
+                if not await self._backend.existing_job_ids([job_id]):
                     raise JobNotFoundError(job_id)
                 return
             with anyio.move_on_after(timeout):
@@ -65,7 +65,7 @@ class CompletionWaiters:
                 continue
             ids = list(self._waiting)
             try:
-                live = await self._repo.live_job_ids(ids)
+                live = await self._backend.live_job_ids(ids)
             except Exception:
                 logger.warning("job completion sweep failed", exc_info=True)
                 continue

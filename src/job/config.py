@@ -1,20 +1,21 @@
 """Configuration of the job service: ``JobSvcConfig`` and ``JobPollerConfig``.
 
 Both are frozen pydantic models, validated on construction with clear errors. Durations accept
-a ``timedelta`` or a number of seconds. ``JobSvcConfig`` also carries the two live resources the
-crate puts in its config, an existing pool and the clock; everything else is plain data.
+a ``timedelta`` or a number of seconds. Config is data: which database (a PostgreSQL DSN or a
+SQLite file), how to poll. The one live object is the clock, as in the crate; an existing
+connection pool is an argument of ``Jobs.init``, not a field.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Self
 from urllib.parse import unquote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, model_validator
 
 from job.clock import ClockHandle
@@ -102,6 +103,9 @@ class JobPollerConfig(BaseModel):
 class JobSvcConfig(BaseModel):
     """How to start the job service: which database, whether to migrate it, how to poll.
 
+    The database is ``pg_con`` (PostgreSQL) or ``sqlite_path`` (an embedded SQLite file), or
+    neither when an existing psycopg pool is passed to ``Jobs.init(config, pool=...)``.
+
     ``pg_con`` is a ``SecretStr`` (a plain ``str`` is accepted): ``repr()``, ``str()``,
     ``model_dump()`` and ``model_dump_json()`` show it as ``'**********'``, and validation
     errors never echo their input. :meth:`redact` masks its password in any other text.
@@ -121,11 +125,12 @@ class JobSvcConfig(BaseModel):
             " owns a pool."
         ),
     )
-    pool: AsyncConnectionPool[Any] | None = Field(
+    sqlite_path: Path | None = Field(
         default=None,
         description=(
-            "An existing psycopg_pool.AsyncConnectionPool to use instead of pg_con. The"
-            " caller owns it: the service opens it if needed but never closes it."
+            "Path of an embedded SQLite database file (created if missing; its directory"
+            " must exist), instead of PostgreSQL. Several processes on one machine may share"
+            " it (docs/backends.md)."
         ),
     )
     max_connections: int = Field(
@@ -135,16 +140,18 @@ class JobSvcConfig(BaseModel):
         default=timedelta(seconds=10),
         gt=timedelta(0),
         description=(
-            "For the pool built from pg_con: how long connecting, or waiting for a free"
-            " connection, may take before the operation fails with DatabaseError (a spawn"
-            " during a database outage fails after at most this long)."
+            "How long connecting, or waiting for a free connection (PostgreSQL) or for the"
+            " file's write lock (SQLite's busy timeout), may take before the operation fails"
+            " with DatabaseError (a spawn during a database outage fails after at most this"
+            " long)."
         ),
     )
     exec_migrations: bool | None = Field(
         default=None,
         description=(
-            "Apply the library's pending migrations at init. Default: true with pg_con,"
-            " false with pool (an application that brings its pool usually migrates itself)."
+            "Apply the library's pending migrations at init. Default: true with pg_con and"
+            " sqlite_path, false with a pool passed to Jobs.init (an application that brings"
+            " its pool usually migrates itself)."
         ),
     )
     poller_config: JobPollerConfig = Field(default_factory=JobPollerConfig)
@@ -161,7 +168,7 @@ class JobSvcConfig(BaseModel):
             self,
             *,
             pg_con: str | SecretStr | None = None,
-            pool: AsyncConnectionPool[Any] | None = None,
+            sqlite_path: str | Path | None = None,
             max_connections: int = 10,
             connection_timeout: timedelta | float | str = ...,
             exec_migrations: bool | None = None,
@@ -170,22 +177,27 @@ class JobSvcConfig(BaseModel):
         ) -> None: ...
 
     @model_validator(mode="after")
-    def _one_connection_source(self) -> Self:
-        if (self.pg_con is None) == (self.pool is None):
-            raise ValueError("exactly one of pg_con or pool must be set")
+    def _one_database(self) -> Self:
+        if self.pg_con is not None and self.sqlite_path is not None:
+            raise ValueError("set at most one of pg_con and sqlite_path")
         return self
+
+    @property
+    def backend_name(self) -> str:
+        """``"sqlite"`` or ``"postgres"``: the backend this config selects."""
+        return "sqlite" if self.sqlite_path is not None else "postgres"
 
     @property
     def should_migrate(self) -> bool:
         """The effective value of ``exec_migrations``."""
         if self.exec_migrations is not None:
             return self.exec_migrations
-        return self.pg_con is not None
+        return self.pg_con is not None or self.sqlite_path is not None
 
-    @field_serializer("pool", "clock", when_used="json")
-    def _dump_live_object(self, value: object) -> str | None:
-        # The two live objects have no JSON form: dump their repr (neither shows a DSN).
-        return None if value is None else repr(value)
+    @field_serializer("clock", when_used="json")
+    def _dump_live_object(self, value: object) -> str:
+        # The clock has no JSON form: dump its repr.
+        return repr(value)
 
     # Where a password is written in a DSN: URI userinfo, URI query, key=value.
     _URI_PASSWORDS: ClassVar[tuple[re.Pattern[str], ...]] = (

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
 
 import anyio
-import psycopg
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
+from job.errors import BackendMismatchError
+
 if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+    from psycopg_pool import AsyncConnectionPool
+
+    from job._backend import Backend, RunnerTransaction
+    from job.backends.sqlite import SqliteTransaction
     from job.clock import ClockHandle
 
 __all__ = ["CurrentJob"]
@@ -33,7 +36,7 @@ class CurrentJob(Generic[C]):
         config: C,
         scheduled_for: datetime,
         clock: ClockHandle,
-        pool: AsyncConnectionPool[Any],
+        backend: Backend,
         shutdown: anyio.Event,
     ) -> None:
         self._id = id
@@ -42,10 +45,9 @@ class CurrentJob(Generic[C]):
         self._config = config
         self._scheduled_for = scheduled_for
         self._clock = clock
-        self._pool = pool
+        self._backend = backend
         self._shutdown = shutdown
-        self._tx_stack: AsyncExitStack | None = None
-        self._tx_conn: AsyncConnection[Any] | None = None
+        self._tx: RunnerTransaction | None = None
 
     @property
     def id(self) -> UUID:
@@ -76,9 +78,19 @@ class CurrentJob(Generic[C]):
         return self._clock
 
     @property
+    def backend_name(self) -> str:
+        """``"postgres"`` or ``"sqlite"``."""
+        return self._backend.name
+
+    @property
     def pool(self) -> AsyncConnectionPool[Any]:
-        """The service's connection pool, for work that need not commit with the outcome."""
-        return self._pool
+        """The service's psycopg pool, for work that need not commit with the outcome
+        (PostgreSQL only: BackendMismatchError on SQLite)."""
+        from job.backends.postgres import PostgresBackend
+
+        if not isinstance(self._backend, PostgresBackend):
+            raise BackendMismatchError("CurrentJob.pool", self._backend.name, "postgres")
+        return self._backend.pool
 
     @property
     def is_shutdown_requested(self) -> bool:
@@ -90,36 +102,43 @@ class CurrentJob(Generic[C]):
         await self._shutdown.wait()
 
     async def transaction(self) -> AsyncConnection[Any]:
-        """A connection inside a transaction that commits atomically with this run's outcome.
+        """A psycopg connection inside a transaction that commits atomically with this run's
+        outcome (PostgreSQL; on SQLite use :meth:`sqlite_transaction`).
 
         Write your business effects through it and return an outcome: the job's state change
         is written into the same transaction and both commit together. If the runner raises,
         or the job was reclaimed by another worker meanwhile, both roll back. Repeated calls
         return the same connection. Do not commit or roll back yourself.
         """
-        if self._tx_conn is None:
-            stack = AsyncExitStack()
-            try:
-                conn = await stack.enter_async_context(self._pool.connection())
-                await stack.enter_async_context(conn.transaction())
-            except BaseException:
-                await stack.aclose()
-                raise
-            self._tx_stack, self._tx_conn = stack, conn
-        return self._tx_conn
+        from psycopg import AsyncConnection
+
+        conn = await self._begin("CurrentJob.transaction()", "postgres")
+        assert isinstance(conn, AsyncConnection)
+        return conn
+
+    async def sqlite_transaction(self) -> SqliteTransaction:
+        """The SQLite twin of :meth:`transaction`: a ``SqliteTransaction`` (``BEGIN
+        IMMEDIATE``, so it holds the file's write lock until the outcome commits with it)."""
+        from job.backends.sqlite import SqliteTransaction
+
+        conn = await self._begin("CurrentJob.sqlite_transaction()", "sqlite")
+        assert isinstance(conn, SqliteTransaction)
+        return conn
+
+    async def _begin(self, what: str, needs: str) -> object:
+        if self._backend.name != needs:
+            raise BackendMismatchError(what, self._backend.name, needs)
+        if self._tx is None:
+            self._tx = await self._backend.begin_transaction()
+        return self._tx.connection
 
     # -- used by the dispatcher --------------------------------------------------------------
 
     @property
-    def _open_transaction(self) -> AsyncConnection[Any] | None:
-        return self._tx_conn
+    def _open_transaction(self) -> RunnerTransaction | None:
+        return self._tx
 
     async def _finish_transaction(self, *, commit: bool) -> None:
-        stack, self._tx_stack, self._tx_conn = self._tx_stack, None, None
-        if stack is None:
-            return
-        if commit:
-            await stack.aclose()
-        else:
-            # psycopg.Rollback makes the transaction block roll back and swallow it.
-            await stack.__aexit__(psycopg.Rollback, psycopg.Rollback(), None)
+        tx, self._tx = self._tx, None
+        if tx is not None:
+            await tx.finish(commit=commit)

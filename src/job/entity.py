@@ -16,6 +16,8 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
+from job._events import EXECUTION_ERRORED
+
 __all__ = ["Job", "JobEvent", "JobId", "JobState", "new_job_id"]
 
 JobId = UUID
@@ -92,7 +94,7 @@ class Job(Generic[C]):
     def last_error(self) -> str | None:
         """The error of the latest failed attempt, if any (visible mid-retry and at the end)."""
         for event in reversed(self.events):
-            if event.type == "execution_errored":
+            if event.type == EXECUTION_ERRORED:
                 return str(event.data.get("error"))
         return None
 

@@ -13,8 +13,9 @@ All of them derive from :class:`JobError`::
     ├── NotStartedError         the service is not running (or was shut down)
     ├── RegistryClosedError     an initializer was added after polling started
     ├── JobTimeoutError         waiting for a job took longer than allowed
-    └── RunTimeoutError         a run took longer than its job type's timeout() (recorded as
-                                the attempt's error; runners never see it raised)
+    ├── RunTimeoutError         a run took longer than its job type's timeout() (recorded as
+    │                           the attempt's error; runners never see it raised)
+    └── BackendMismatchError    a connection or operation of the other backend (a TypeError)
 
 Each class's docstring is its default message. Invalid ``JobSvcConfig`` / ``JobPollerConfig``
 / ``RetrySettings`` values raise pydantic's ``ValidationError`` (a ``ValueError``) on
@@ -27,6 +28,7 @@ from datetime import timedelta
 from uuid import UUID
 
 __all__ = [
+    "BackendMismatchError",
     "ConfigError",
     "DatabaseError",
     "DuplicateJobError",
@@ -133,3 +135,18 @@ class RunTimeoutError(JobError, TimeoutError):
             " (JobInitializer.timeout) and was cancelled"
         )
         self.timeout = timeout
+
+
+class BackendMismatchError(JobError, TypeError):
+    """An operation or connection that belongs to the other backend: ``Jobs.pool`` or a psycopg
+    connection on SQLite, ``Jobs.sqlite_transaction()`` on PostgreSQL."""
+
+    def __init__(self, what: str, backend: str | None = None, needs: str | None = None) -> None:
+        if backend is None:
+            super().__init__(what)
+        else:
+            super().__init__(f"{what} needs the {needs} backend; this service runs on {backend}")
+
+    @classmethod
+    def for_connection(cls, message: str) -> BackendMismatchError:
+        return cls(message)

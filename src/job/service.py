@@ -1,4 +1,4 @@
-"""``Jobs``: the job service. Owns the pool, the background tasks and the lifecycle.
+"""``Jobs``: the job service. Owns the backend, the background tasks and the lifecycle.
 
 ::
 
@@ -23,35 +23,42 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 from uuid import UUID
 
 import anyio
-import psycopg
 from anyio.abc import TaskGroup
 from opentelemetry import context as otel_context
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
 from job import _telemetry as tel
-from job._connections import pool_connect_params
+from job._backend import Backend
 from job._dbclock import DatabaseClockSync
 from job._dispatcher import Dispatcher
 from job._maintenance import Maintenance
-from job._notify import Notifier
 from job._outcomes import OutcomeWriter
 from job._poller import Poller
 from job._registry import Registry
-from job._repository import Repository, translate_errors
 from job._waiters import CompletionWaiters
+from job.backends import create_backend
 from job.clock import ClockHandle, _Offset
 from job.config import JobSvcConfig
 from job.entity import Job, new_job_id
-from job.errors import DatabaseError, JobNotFoundError, MigrationError, NotStartedError
-from job.migrate import applied_versions, latest_version, run_migrations
+from job.errors import (
+    BackendMismatchError,
+    ConfigError,
+    DatabaseError,
+    JobNotFoundError,
+    NotStartedError,
+)
 from job.runner import JobInitializer
 from job.spawner import JobSpawner
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+    from psycopg_pool import AsyncConnectionPool
+
+    from job.backends.sqlite import SqliteTransaction
 
 __all__ = ["Jobs"]
 
@@ -63,22 +70,34 @@ C = TypeVar("C", bound=BaseModel)
 class Jobs:
     """The job service for one process. See the module docstring for the lifecycle."""
 
-    def __init__(self, config: JobSvcConfig) -> None:
+    def __init__(
+        self, config: JobSvcConfig, *, pool: AsyncConnectionPool[Any] | None = None
+    ) -> None:
+        """``pool``: an existing psycopg pool to use instead of ``config.pg_con`` (PostgreSQL
+        only). The caller owns it: the service opens it if needed but never closes it."""
         self._config = config
+        if config.pg_con is None and config.sqlite_path is None and pool is None:
+            raise ConfigError(
+                "no database: set JobSvcConfig(pg_con=...) or JobSvcConfig(sqlite_path=...),"
+                " or pass an existing psycopg pool as Jobs.init(config, pool=...)"
+            )
+        if pool is not None and config.pg_con is not None:
+            raise ConfigError("pass either config.pg_con or pool=, not both")
+        self._instance_id = new_job_id()
+        try:
+            self._backend: Backend = create_backend(config, self._instance_id, pool=pool)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self._migrate = config.should_migrate
         # The service's clock: the manual clock as given, or the real clock corrected to the
-        # database server's time (job._dbclock).
+        # database server's time (job._dbclock) when the database has a clock of its own.
         self._clock_offset: _Offset | None = None
-        if config.clock.is_manual:
+        if config.clock.is_manual or not self._backend.has_server_clock:
             self._clock = config.clock
         else:
             self._clock, self._clock_offset = ClockHandle._corrected()
         self._clock_sync: DatabaseClockSync | None = None
-        self._instance_id = new_job_id()
         self._registry = Registry()
-        self._pool: AsyncConnectionPool[Any] | None = None
-        self._owns_pool = config.pool is None
-        self._repo: Repository | None = None
-        self._notifier: Notifier | None = None
         self._writer: OutcomeWriter | None = None
         self._waiters: CompletionWaiters | None = None
         self._poller: Poller | None = None
@@ -94,9 +113,13 @@ class Jobs:
     # -- lifecycle ---------------------------------------------------------------------------
 
     @classmethod
-    async def init(cls, config: JobSvcConfig) -> Jobs:
-        """Connect, migrate if configured, and start the spawning side of the service."""
-        jobs = cls(config)
+    async def init(
+        cls, config: JobSvcConfig, *, pool: AsyncConnectionPool[Any] | None = None
+    ) -> Jobs:
+        """Connect, migrate if configured, and start the spawning side of the service.
+
+        ``pool``: an existing psycopg pool instead of ``config.pg_con`` (see ``Jobs()``)."""
+        jobs = cls(config, pool=pool)
         await jobs.open()
         return jobs
 
@@ -105,87 +128,29 @@ class Jobs:
             raise NotStartedError("this Jobs instance was already opened")
         self._close = anyio.Event()
         self._shutdown_requested = anyio.Event()
-        pool = await self._open_pool()
-        self._pool = pool
+        backend = self._backend
+        await backend.open()
         try:
-            await self._prepare_schema(pool)
-            await self._start_background(pool)
+            await backend.prepare_schema(migrate=self._migrate)
+            await self._start_background(backend)
         except BaseException:
-            if self._owns_pool:
-                await pool.close()
+            await backend.close()
             raise
         self._state = "open"
 
-    async def _open_pool(self) -> AsyncConnectionPool[Any]:
+    async def _start_background(self, backend: Backend) -> None:
         cfg = self._config
-        if cfg.pool is not None:
-            if cfg.pool.closed:
-                await cfg.pool.open(wait=True)
-            return cfg.pool
-        assert cfg.pg_con is not None
-        conninfo = cfg.pg_con.get_secret_value()
-        # Connect once directly first: a bad DSN or an unreachable server fails here at once
-        # with the driver's own explanation, not after the pool's 30 s timeout.
-        try:
-            probe = await psycopg.AsyncConnection.connect(
-                conninfo, connect_timeout=max(int(cfg.connection_timeout.total_seconds()), 1)
-            )
-            await probe.close()
-        except psycopg.Error as exc:
-            # libpq quotes fragments of a DSN it cannot parse: mask the password, and do not
-            # chain the original error when it showed any of it.
-            message = cfg.redact(str(exc))
-            cause = exc if message == str(exc) else None
-            raise DatabaseError(f"cannot connect to PostgreSQL: {message}") from cause
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            conninfo,
-            min_size=2,
-            max_size=cfg.max_connections,
-            kwargs={"autocommit": True},
-            open=False,
-            name="job",
-            timeout=cfg.connection_timeout.total_seconds(),
-        )
-        await pool.open(wait=True, timeout=cfg.connection_timeout.total_seconds())
-        return pool
-
-    async def _prepare_schema(self, pool: AsyncConnectionPool[Any]) -> None:
-        if self._config.should_migrate:
-            applied = await run_migrations(pool)
-            if applied:
-                logger.info("applied job migrations %s", applied)
-            return
-        async with translate_errors(), pool.connection() as conn:
-            versions = await applied_versions(conn)
-        expected = latest_version()
-        if not versions or max(versions) < expected:
-            raise MigrationError(
-                f"the job schema is at version {max(versions, default=0)}, this library needs"
-                f" {expected}: run job.migrate.run_migrations(), your alembic revisions, or"
-                " set exec_migrations=True"
-            )
-
-    async def _start_background(self, pool: AsyncConnectionPool[Any]) -> None:
-        cfg = self._config
-        repo = Repository(pool, self._instance_id)
-        self._repo = repo
         if self._clock_offset is not None:
-            self._clock_sync = DatabaseClockSync(repo, self._clock_offset)
+            self._clock_sync = DatabaseClockSync(backend, self._clock_offset)
             await self._clock_sync.sync_once()
-        self._waiters = CompletionWaiters(repo, cfg.poller_config.completion_sweep_interval)
+        self._waiters = CompletionWaiters(backend, cfg.poller_config.completion_sweep_interval)
         self._writer = OutcomeWriter(
-            repo,
+            backend,
             self._clock,
             self._waiters.resolve,
             on_rescheduled=self._wake_poller,
             # Past the lost interval the job is reclaimed and a late write fenced off anyway.
             give_up_after=cfg.poller_config.job_lost_interval,
-        )
-        self._notifier = Notifier(
-            repo,
-            connect=lambda: self._listen_connection(pool),
-            on_ready=self._on_ready,
-            registered_types=lambda: self._registry.job_types,
         )
         started = anyio.Event()
         # A fresh contextvars context: the service's tasks must not inherit the caller's span.
@@ -195,10 +160,10 @@ class Jobs:
         await started.wait()
 
     async def _supervise(self, started: anyio.Event) -> None:
-        assert self._notifier and self._writer and self._waiters and self._close
+        assert self._writer and self._waiters and self._close
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            tg.start_soon(self._notifier.run_emitter, name="job-notify-emitter")
+            tg.start_soon(self._backend.run_announcer, name="job-announcer")
             tg.start_soon(self._writer.run, name="job-outcome-writer")
             tg.start_soon(self._waiters.run_sweeper, name="job-completion-sweeper")
             if self._clock_sync is not None:
@@ -206,16 +171,6 @@ class Jobs:
             started.set()
             await self._close.wait()
             tg.cancel_scope.cancel()
-
-    async def _listen_connection(self, pool: AsyncConnectionPool[Any]) -> AsyncConnection[Any]:
-        """A dedicated autocommit connection for LISTEN, made like the pool's connections;
-        connecting times out after ``connection_timeout`` (it can never hang)."""
-        params = await pool_connect_params(pool)
-        timeout = self._config.connection_timeout.total_seconds()
-        with anyio.fail_after(timeout):
-            return await psycopg.AsyncConnection.connect(
-                params.conninfo, **params.connect_kwargs(timeout)
-            )
 
     def add_initializer(self, initializer: JobInitializer[C]) -> JobSpawner[C]:
         """Register a job type; returns its typed spawner. Call before :meth:`start_poll`."""
@@ -225,26 +180,24 @@ class Jobs:
 
     async def start_poll(self) -> None:
         """Start running jobs of the registered types (poller, listener, liveness)."""
-        tg, repo, writer, waiters = self._tg, self._repo, self._writer, self._waiters
-        if self._state != "open" or tg is None or repo is None or writer is None:
+        tg, backend, writer, waiters = self._tg, self._backend, self._writer, self._waiters
+        if self._state != "open" or tg is None or writer is None:
             raise NotStartedError("start_poll() needs an open service that is not polling")
-        assert self._pool is not None and self._notifier is not None and waiters is not None
-        assert self._shutdown_requested is not None
+        assert waiters is not None and self._shutdown_requested is not None
         self._registry.close()
         cfg = self._config
         dispatcher = Dispatcher(
-            repo=repo,
+            backend=backend,
             registry=self._registry,
             clock=self._clock,
             writer=writer,
-            pool=self._pool,
             shutdown=self._shutdown_requested,
             on_terminal=waiters.resolve,
             on_rescheduled=self._wake_poller,
             on_finished=lambda: self._poller.on_job_finished() if self._poller else None,
         )
         poller = Poller(
-            repo=repo,
+            backend=backend,
             registry=self._registry,
             dispatcher=dispatcher,
             clock=self._clock,
@@ -252,7 +205,7 @@ class Jobs:
             shutdown=self._shutdown_requested,
         )
         maintenance = Maintenance(
-            repo=repo,
+            backend=backend,
             registry=self._registry,
             dispatcher=dispatcher,
             clock=self._clock,
@@ -269,20 +222,12 @@ class Jobs:
             # Returns after the listener's first attempt even if it failed (bounded by
             # connection_timeout): polling never waits for wake-ups (see docs/liveness.md).
             await tg.start(
-                self._notifier.run_listener,
+                backend.run_listener,
+                self._on_ready,
                 cfg.connection_timeout.total_seconds(),
                 name="job-listener",
             )
-            pool = self._pool
-            maintenance.start_threads(
-                await pool_connect_params(pool),
-                refresh_params=(
-                    (lambda: pool_connect_params(pool))
-                    if callable(pool.conninfo) or callable(pool.kwargs)
-                    else None
-                ),
-                connect_timeout=cfg.connection_timeout.total_seconds(),
-            )
+            maintenance.start_threads()
             tg.start_soon(maintenance.run_ticker, name="job-watchdog-ticker")
             await tg.start(poller.run, name="job-poller")
             tg.start_soon(maintenance.run_lost_reclaim, name="job-lost-reclaim")
@@ -291,8 +236,9 @@ class Jobs:
             otel_context.detach(token)
         self._state = "polling"
         logger.info(
-            "job poller %s started for types %s",
+            "job poller %s started on %s for types %s",
             self._instance_id,
+            backend.name,
             self._registry.job_types,
         )
 
@@ -319,13 +265,11 @@ class Jobs:
                 self._close.set()
                 if self._supervisor is not None:
                     await self._supervisor
-                if self._owns_pool and self._pool is not None:
-                    await self._pool.close()
+                await self._backend.close()
                 self._state = "closed"
 
     async def _stop_work(self, was_polling: bool) -> None:
-        assert self._writer is not None and self._repo is not None
-        assert self._shutdown_requested is not None
+        assert self._writer is not None and self._shutdown_requested is not None
         if was_polling and self._poller is not None:
             self._poller.request_stop()
             await self._poller.stopped.wait()
@@ -333,7 +277,7 @@ class Jobs:
         await self._writer.drain()
         if was_polling:
             try:
-                released = await self._repo.release_running(self._clock.now(), "shutdown")
+                released = await self._backend.release_running(self._clock.now(), "shutdown")
             except DatabaseError:
                 logger.error(
                     "could not hand running jobs back at shutdown;"
@@ -348,9 +292,8 @@ class Jobs:
                         job_id,
                         job_type,
                     )
-        if self._notifier is not None:
-            with anyio.move_on_after(self._config.poller_config.shutdown_timeout.total_seconds()):
-                await self._notifier.flush()
+        with anyio.move_on_after(self._config.poller_config.shutdown_timeout.total_seconds()):
+            await self._backend.flush_announcements()
 
     async def __aenter__(self) -> Self:
         if self._state == "new":
@@ -389,14 +332,40 @@ class Jobs:
         return self._dispatcher.running if self._dispatcher is not None else 0
 
     @property
-    def pool(self) -> AsyncConnectionPool[Any]:
-        if self._pool is None:
-            raise NotStartedError()
-        return self._pool
+    def backend_name(self) -> str:
+        """``"postgres"`` or ``"sqlite"``: the database this service runs on."""
+        return self._backend.name
 
-    async def find(self, job_id: UUID, *, conn: AsyncConnection[Any] | None = None) -> Job[Any]:
+    @property
+    def pool(self) -> AsyncConnectionPool[Any]:
+        """The psycopg connection pool (PostgreSQL only; BackendMismatchError on SQLite)."""
+        from job.backends.postgres import PostgresBackend
+
+        backend = self._backend
+        if not isinstance(backend, PostgresBackend):
+            raise BackendMismatchError("Jobs.pool", backend.name, "postgres")
+        return backend.pool
+
+    @asynccontextmanager
+    async def sqlite_transaction(self) -> AsyncIterator[SqliteTransaction]:
+        """``async with jobs.sqlite_transaction() as tx:`` a write transaction on the SQLite
+        file (``BEGIN IMMEDIATE``), committed on exit, rolled back on an exception. Spawn in
+        it with ``spawner.spawn(config, conn=tx)``: the job exists only if it commits.
+        SQLite only (BackendMismatchError on PostgreSQL: use your own psycopg connection)."""
+        from job.backends.sqlite import SqliteBackend
+
+        backend = self._backend
+        if not isinstance(backend, SqliteBackend):
+            raise BackendMismatchError("Jobs.sqlite_transaction()", backend.name, "sqlite")
+        self._require_open()
+        async with backend.transaction() as tx:
+            yield tx
+
+    async def find(
+        self, job_id: UUID, *, conn: AsyncConnection[Any] | SqliteTransaction | None = None
+    ) -> Job[Any]:
         """Load any job by id (config as stored JSON). Raises JobNotFoundError."""
-        jobs = await self._repository().load_jobs([job_id], conn=conn)
+        jobs = await self._repository(conn).load_jobs([job_id], conn=conn)
         if job_id not in jobs:
             raise JobNotFoundError(job_id)
         return jobs[job_id]
@@ -409,9 +378,9 @@ class Jobs:
         await self._waiters.wait(job_id, timeout)
         return await self.find(job_id)
 
-    async def wait_for_poll(self) -> None:
-        """Test helper: make the poller poll now and wait until that poll has finished (its
-        claimed jobs have been started, not necessarily finished)."""
+    async def _wait_for_poll(self) -> None:
+        """Make the poller poll now and wait until that poll has finished (its claimed jobs
+        have been started, not necessarily finished). Public as job.testing.wait_for_poll."""
         if self._poller is None:
             raise NotStartedError("the poller is not running")
         await self._poller.wait_for_poll()
@@ -433,30 +402,30 @@ class Jobs:
 
     # -- for spawners ------------------------------------------------------------------------
 
-    def _repository(self) -> Repository:
-        if self._repo is None or self._state not in ("open", "polling", "closing"):
+    def _require_open(self) -> None:
+        if self._state not in ("open", "polling", "closing"):
             raise NotStartedError("the job service is not running (call Jobs.init first)")
-        return self._repo
 
-    @asynccontextmanager
-    async def _connection(
-        self, conn: AsyncConnection[Any] | None
-    ) -> AsyncIterator[AsyncConnection[Any]]:
+    def _repository(self, conn: object | None = None) -> Backend:
+        """The backend, for spawners and reads; checks ``conn`` is one it can write through."""
+        self._require_open()
         if conn is not None:
-            yield conn
-            return
-        async with translate_errors(), self.pool.connection() as pooled:
-            yield pooled
+            try:
+                self._backend.check_connection(conn)
+            except TypeError as exc:
+                raise BackendMismatchError.for_connection(str(exc)) from None
+        return self._backend
 
-    def _announce_ready(self, job_type: str, payload: str) -> None:
+    def _announce_ready(self, job_type: str) -> None:
+        """A job of ``job_type`` was committed: wake our poller and tell other processes."""
         self._on_ready(job_type)
-        if self._notifier is not None:
-            self._notifier.publish(payload)
+        self._backend.announce(job_type)
 
     def _wake_poller(self) -> None:
         if self._poller is not None:
             self._poller.wake()
 
-    def _on_ready(self, job_type: str) -> None:
-        if self._poller is not None and job_type in self._registry:
+    def _on_ready(self, job_type: str | None) -> None:
+        """A job of ``job_type`` (None: of any type) may be ready."""
+        if self._poller is not None and (job_type is None or job_type in self._registry):
             self._poller.wake()

@@ -1,10 +1,11 @@
 """``JobSpawner[Config]``: creates jobs of one type, typed by its config model.
 
-Returned by :meth:`Jobs.add_initializer`. Every method takes an optional ``conn``: pass your
-own psycopg connection (inside your transaction) and the job exists only if you commit; the
-wake-up notification then rides in your transaction too. Without ``conn`` the spawner commits
-on its own and publishes the notification after the commit, so a notification failure can
-never turn a committed spawn into an error.
+Returned by :meth:`Jobs.add_initializer`. Every method takes an optional ``conn``: your own
+transaction, and the job exists only if you commit. On PostgreSQL that is a psycopg
+``AsyncConnection`` (the wake-up notification then rides in your transaction too); on SQLite
+the ``SqliteTransaction`` of ``jobs.sqlite_transaction()``. Without ``conn`` the spawner
+commits on its own and announces the job after the commit, so a failed announcement can never
+turn a committed spawn into an error.
 """
 
 from __future__ import annotations
@@ -17,24 +18,29 @@ from uuid import UUID
 
 import pydantic
 from opentelemetry.trace import SpanKind
-from psycopg import AsyncConnection
 from pydantic_core import PydanticSerializationError
 
+from job import _events as ev
 from job import _telemetry as tel
-from job._notify import ready_payload
-from job._repository import NewJob
+from job._backend import NewJob
 from job.entity import Job, JobEvent, JobState, new_job_id
-from job.errors import DatabaseError, JobConfigError, JobError, ScheduleError
+from job.errors import JobConfigError, JobError, ScheduleError
 from job.limits import MAX_UNIQUE_KEY_CHARS, check_config_json, check_time
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from psycopg import AsyncConnection
+
+    from job.backends.sqlite import SqliteTransaction
     from job.service import Jobs
+
+    #: A caller's transaction: psycopg on PostgreSQL, SqliteTransaction on SQLite.
+    Conn: TypeAlias = AsyncConnection[Any] | SqliteTransaction
 
 __all__ = ["JobSpawner", "JobSpec", "UniqueSpawn"]
 
 C = TypeVar("C", bound=pydantic.BaseModel)
-
-_UNIQUE_RETRIES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +104,7 @@ class JobSpawner(Generic[C]):
         id: UUID | None = None,
         at: datetime | None = None,
         delay: timedelta | None = None,
-        conn: AsyncConnection[Any] | None = None,
+        conn: Conn | None = None,
     ) -> Job[C]:
         """Create one job, due now, at ``at``, or ``delay`` from now (service clock).
 
@@ -123,14 +129,14 @@ class JobSpawner(Generic[C]):
         self,
         specs: Iterable[C | JobSpec[C]],
         *,
-        conn: AsyncConnection[Any] | None = None,
+        conn: Conn | None = None,
     ) -> list[Job[C]]:
         """Create many jobs in one statement: all or none (a duplicate id fails them all)."""
         now = self._jobs.clock.now()
         items = [s if isinstance(s, JobSpec) else JobSpec(s) for s in specs]
         if not items:
             return []
-        repo = self._jobs._repository()
+        repo = self._jobs._repository(conn)
         with tel.span(
             tel.SPAN_SPAWN,
             kind=SpanKind.PRODUCER,
@@ -154,7 +160,7 @@ class JobSpawner(Generic[C]):
         *,
         key: str = "",
         at: datetime | None = None,
-        conn: AsyncConnection[Any] | None = None,
+        conn: Conn | None = None,
     ) -> UniqueSpawn[C]:
         """Create a job unless a live (pending or running) job of this type holds ``key``.
 
@@ -165,7 +171,7 @@ class JobSpawner(Generic[C]):
         """
         _check_unique_key(key)
         now = self._jobs.clock.now()
-        repo = self._jobs._repository()
+        repo = self._jobs._repository(conn)
         item = JobSpec(config, at=at)
         with tel.span(
             tel.SPAN_SPAWN,
@@ -174,27 +180,12 @@ class JobSpawner(Generic[C]):
         ):
             new = self._new_job(item, now)
             carrier = tel.current_trace_carrier()
-            result: UniqueSpawn[C] | None = None
-            async with self._jobs._connection(conn) as c:
-                for _ in range(_UNIQUE_RETRIES):
-                    if await repo.insert_unique_job(self._job_type, key, new, now, carrier, c):
-                        result = UniqueSpawn(self._snapshot(config, new, now, key), True)
-                        if conn is not None:
-                            await self._announce(conn)
-                        break
-                    holder = await repo.find_unique_holder(self._job_type, key, conn=c)
-                    if holder is not None:
-                        result = UniqueSpawn(await self._load(holder, conn=c), False)
-                        break
-                    # The holder finished between our two statements: try again.
-            # Our own transaction has committed here; now wake the pollers.
-            if result is not None and result.created and conn is None:
-                await self._announce(None)
-        if result is None:
-            raise DatabaseError(
-                f"spawn_unique({self._job_type!r}, key={key!r}) kept racing with completions"
-            )
-        return result
+            holder = await repo.insert_unique_job(self._job_type, key, new, now, carrier, conn)
+            if holder != new.id:
+                return UniqueSpawn(await self._load(holder, conn=conn), False)
+            # Committed (ours) or in the caller's transaction: now wake the pollers.
+            await self._announce(conn)
+        return UniqueSpawn(self._snapshot(config, new, now, key), True)
 
     async def find(self, job_id: UUID) -> Job[C]:
         """Load a job of this type, its config validated as this spawner's config model."""
@@ -202,7 +193,7 @@ class JobSpawner(Generic[C]):
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _load(self, job_id: UUID, conn: AsyncConnection[Any] | None = None) -> Job[C]:
+    async def _load(self, job_id: UUID, conn: Conn | None = None) -> Job[C]:
         raw = await self._jobs.find(job_id, conn=conn)
         if raw.job_type != self._job_type:
             raise JobError(f"job {job_id} is of type {raw.job_type!r}, not {self._job_type!r}")
@@ -245,14 +236,13 @@ class JobSpawner(Generic[C]):
             execute_at=execute_at,
         )
 
-    async def _announce(self, caller_conn: AsyncConnection[Any] | None) -> None:
+    async def _announce(self, caller_conn: Conn | None) -> None:
         """Tell pollers a job of this type exists. Inside the caller's transaction when there
         is one (delivered only on commit); otherwise after our own commit, in the background."""
-        payload = ready_payload(self._job_type)
         if caller_conn is not None:
-            await self._jobs._repository().notify([payload], conn=caller_conn)
+            await self._jobs._repository(caller_conn).announce_in(caller_conn, self._job_type)
         else:
-            self._jobs._announce_ready(self._job_type, payload)
+            self._jobs._announce_ready(self._job_type)
 
     def _snapshot(
         self,
@@ -264,13 +254,11 @@ class JobSpawner(Generic[C]):
     ) -> Job[C]:
         events = None if shared is None else shared.get(new.execute_at)
         if events is None:
-            initialized: dict[str, Any] = {"job_type": self._job_type}
-            if unique_key is not None:
-                initialized["unique_key"] = unique_key
-            scheduled = {"attempt": 1, "scheduled_at": new.execute_at.isoformat()}
+            initialized = ev.initialized(self._job_type, unique_key)
+            scheduled = ev.scheduled(1, new.execute_at)
             events = (
-                JobEvent(1, "initialized", initialized, now),
-                JobEvent(2, "execution_scheduled", scheduled, now),
+                JobEvent(1, ev.INITIALIZED, initialized, now),
+                JobEvent(2, scheduled["type"], scheduled["data"], now),
             )
             if shared is not None:
                 shared[new.execute_at] = events

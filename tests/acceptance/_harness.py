@@ -308,10 +308,10 @@ async def spawner_service(
 ) -> AsyncIterator[tuple[Jobs, JobSpawner[WorkConfig]]]:
     """A spawning-only ``Jobs`` service (no polling) in the test process."""
     if pool is not None:
-        config = JobSvcConfig(pool=pool, exec_migrations=False)
+        config = JobSvcConfig(exec_migrations=False)
     else:
         config = JobSvcConfig(pg_con=dsn, exec_migrations=False)
-    jobs = await Jobs.init(config)
+    jobs = await Jobs.init(config, pool=pool)
     try:
         yield jobs, jobs.add_initializer(WorkInitializer(job_type))
     finally:

@@ -13,6 +13,7 @@ import pytest
 
 from job import Complete, JobState
 from job.spawner import JobSpec
+from job.testing import wait_for_poll
 from tests.support import Cfg, FnInitializer, complete
 
 pytestmark = pytest.mark.anyio
@@ -85,9 +86,9 @@ async def test_a_job_due_exactly_now_is_claimed(make_jobs, manual_clock):
     jobs = await make_jobs(clock=clock)
     spawner = jobs.add_initializer(FnInitializer("due_now", complete))
     await jobs.start_poll()
-    await jobs.wait_for_poll()
+    await wait_for_poll(jobs)
     job = await spawner.spawn(Cfg(), at=clock.now())
-    await jobs.wait_for_poll()
+    await wait_for_poll(jobs)
     assert (await jobs.find(job.id)).state is not JobState.PENDING
     assert (await jobs.await_completion(job.id, timeout=10)).state is JobState.COMPLETED
 
@@ -99,7 +100,7 @@ async def test_a_job_due_one_millisecond_later_is_not_claimed(make_jobs, manual_
     spawner = jobs.add_initializer(FnInitializer("due_later", complete))
     await jobs.start_poll()
     job = await spawner.spawn(Cfg(), at=clock.now() + timedelta(milliseconds=1))
-    await jobs.wait_for_poll()
+    await wait_for_poll(jobs)
     assert (await jobs.find(job.id)).state is JobState.PENDING
     await controller.advance(timedelta(milliseconds=1))
     assert (await jobs.await_completion(job.id, timeout=10)).state is JobState.COMPLETED

@@ -22,6 +22,7 @@ from job import (
     RegistryClosedError,
     RetrySettings,
 )
+from job.testing import wait_for_poll
 from tests.support import Cfg, FnInitializer, LogWatcher, complete
 
 pytestmark = pytest.mark.anyio
@@ -145,7 +146,7 @@ async def test_unregistered_job_type_is_left_alone(make_jobs):
     await jobs.start_poll()
     orphan = await foreign.spawn(Cfg())
     assert (await run_and_get(jobs, mine)).state is JobState.COMPLETED
-    await jobs.wait_for_poll()
+    await wait_for_poll(jobs)
     assert (await jobs.find(orphan.id)).state is JobState.PENDING
 
 
@@ -159,8 +160,10 @@ async def test_invalid_dsn_is_a_clear_error_at_init():
 
 
 def test_config_validation_errors_are_clear():
-    with pytest.raises(ValueError, match="exactly one of pg_con or pool"):
-        JobSvcConfig()
+    with pytest.raises(ConfigError, match="no database: set JobSvcConfig"):
+        Jobs(JobSvcConfig())
+    with pytest.raises(ValueError, match="at most one of pg_con and sqlite_path"):
+        JobSvcConfig(pg_con="x", sqlite_path="/tmp/x.db")
     with pytest.raises(ValueError, match="must not exceed"):
         JobPollerConfig(min_jobs_per_process=10, max_jobs_per_process=5)
     with pytest.raises(ValueError, match="greater than 0"):

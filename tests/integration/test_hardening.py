@@ -28,9 +28,10 @@ from job import (
     RetrySettings,
     ScheduleError,
 )
+from job._backend import OutcomeWrite
 from job._outcomes import OutcomeRejectedError, OutcomeWriter, WriteResult
-from job._repository import OutcomeWrite, Repository
 from job.limits import MAX_ERROR_CHARS
+from job.testing import wait_for_poll
 from tests.support import Cfg, FnInitializer, complete, execute, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -130,7 +131,7 @@ async def test_a_refused_item_is_isolated_by_the_writer(make_jobs, db_dsn):
     )
     assert len(rows) == 5
     # Our own writer over the same database, racing the service's for these claims.
-    repo = Repository(jobs.pool, jobs.instance_id)
+    repo = jobs._backend
     writer = OutcomeWriter(repo, ClockHandle.realtime(), lambda ids: None, lambda: None)
     runner = asyncio.create_task(writer.run())
     try:
@@ -219,7 +220,7 @@ async def test_an_unreadable_row_is_isolated_and_the_worker_moves_on(make_jobs, 
     for _ in range(3):
         good = await spawner.spawn(Cfg(n=3))
         assert (await jobs.await_completion(good.id, timeout=5)).state is JobState.COMPLETED
-        await jobs.wait_for_poll()
+        await wait_for_poll(jobs)
     stuck = await jobs.find(future.id)
     assert stuck.state is JobState.PENDING and stuck.execute_at is None
     assert not [r for r in caplog.records if "poll failed" in r.getMessage()]
@@ -403,7 +404,7 @@ async def test_a_worker_with_a_skewed_clock_schedules_on_database_time(make_jobs
             return bool(rows)
 
         await wait_until(rescheduled, what="the reschedule to be written")
-        await skewed.wait_for_poll()
+        await wait_for_poll(skewed)
         offsets = await execute(
             db_dsn,
             "SELECT id, extract(epoch FROM execute_at - now()) FROM job_executions",
@@ -529,7 +530,7 @@ async def test_finished_runs_leave_nothing_behind(make_jobs):
     spawned = await spawner.spawn_many([Cfg(n=i) for i in range(2000)])
     for job in spawned[-50:]:
         await jobs.await_completion(job.id, timeout=30)
-    await jobs.wait_for_poll()
+    await wait_for_poll(jobs)
     gc.collect()
     ids = {j.id for j in spawned}
     # Only this service's runs: earlier tests in the process may leave their own behind.

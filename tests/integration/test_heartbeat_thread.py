@@ -21,6 +21,7 @@ import pytest
 
 from job import Complete, Jobs, JobState
 from job._watchdog import NO_JOB
+from job.testing import wait_for_poll
 from tests.fixtures.service import make_config
 from tests.support import Cfg, FnInitializer, LogWatcher
 
@@ -154,7 +155,7 @@ async def test_watchdog_reports_a_block_outside_any_job(make_jobs):
     jobs.add_initializer(FnInitializer("idle", lambda current: Complete()))  # type: ignore[arg-type,return-value]
     with LogWatcher("job.watchdog") as logs:
         await jobs.start_poll()
-        await jobs.wait_for_poll()  # the service's tasks (and the ticker) are running
+        await wait_for_poll(jobs)  # the service's tasks (and the ticker) are running
         time.sleep(0.8)  # noqa: ASYNC251 - deliberately blocks the event loop: the scenario under test
         ended = await logs.wait_for(lambda r: "was blocked" in r.getMessage())
     text = ended.getMessage()

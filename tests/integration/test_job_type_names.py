@@ -10,8 +10,9 @@ import anyio
 import pytest
 
 from job import Jobs
-from job._notify import ANY_READY_PAYLOAD, MAX_PAYLOAD_BYTES, ready_payload
+from job.backends.postgres.notify import ANY_READY_PAYLOAD, MAX_PAYLOAD_BYTES, ready_payload
 from job.errors import ConfigError
+from job.testing import wait_for_poll
 from tests.fixtures.service import make_config
 from tests.support import Cfg, FnInitializer, complete, execute
 
@@ -79,7 +80,7 @@ async def test_valid_spawns_still_wake_other_workers_after_poisoned_payloads(mak
     await worker.start_poll()
     producer = await make_jobs(**SLOW_BACKSTOP)
     spawner = producer.add_initializer(FnInitializer("good", complete))
-    notifier = producer._notifier
+    notifier = producer._backend._notifier
     assert notifier is not None
 
     notifier.publish("x" * 10_000)
@@ -112,14 +113,14 @@ async def test_a_too_long_payload_is_sent_as_a_wake_up_for_any_type(make_jobs, d
     producer = await make_jobs(**SLOW_BACKSTOP)
     spawner = producer.add_initializer(FnInitializer("quiet", complete))
     job = await spawner.spawn(Cfg(), delay=timedelta(hours=1))
-    await worker.wait_for_poll()  # nothing due: the worker sleeps for up to 60 s
+    await wait_for_poll(worker)  # nothing due: the worker sleeps for up to 60 s
     await execute(
         db_dsn,
         "UPDATE job_executions SET execute_at = clock_timestamp() - interval '1 second'"
         " WHERE id = %s",
         (job.id,),
     )
-    assert producer._notifier is not None
-    producer._notifier.publish(too_long_payload("quiet"))
+    assert producer._backend._notifier is not None
+    producer._backend._notifier.publish(too_long_payload("quiet"))
     done = await worker.await_completion(job.id, timeout=5)
     assert done.events[-1].type == "job_completed"

@@ -19,6 +19,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from job import JobPollerConfig, Jobs, JobState, JobSvcConfig
+from job.testing import wait_for_poll
 from tests.fixtures.service import FAST_POLLER
 from tests.support import Cfg, FnInitializer, LogWatcher, complete, execute
 
@@ -63,7 +64,7 @@ async def test_start_poll_returns_promptly_when_the_listener_cannot_connect(
         spawner = producer.add_initializer(FnInitializer("limited", complete))
         await execute(db_dsn, f"ALTER ROLE {role} CONNECTION LIMIT 0")
 
-        with LogWatcher("job._notify") as logs:
+        with LogWatcher("job.backends.postgres.notify") as logs:
             began = time.monotonic()
             with anyio.fail_after(CONNECTION_TIMEOUT.total_seconds() + 1):
                 await worker.start_poll()
@@ -72,7 +73,7 @@ async def test_start_poll_returns_promptly_when_the_listener_cannot_connect(
             assert "max_poll_wait" in warning.getMessage()
 
             # No listener, so no wake-up: the job runs at the max_poll_wait backstop.
-            await worker.wait_for_poll()  # nothing due: asleep until now + max_poll_wait
+            await wait_for_poll(worker)  # nothing due: asleep until now + max_poll_wait
             job = await spawner.spawn(Cfg())
             await controller.advance(MAX_POLL_WAIT)
             done = await worker.await_completion(job.id, timeout=10)

@@ -248,12 +248,12 @@ async def test_late_outcome_through_the_writer_is_fenced_off(make_jobs, db_dsn):
 async def test_stale_and_current_outcome_in_one_batch_write_only_the_current(make_jobs, db_dsn):
     """Regression: a batch holding a zombie run's outcome and the current run's outcome for
     the same job applies only the current one and appends only its events."""
-    from job._repository import OutcomeWrite, Repository
+    from job._backend import OutcomeWrite
 
     jobs = await make_jobs()
     spawner = jobs.add_initializer(FnInitializer("batchfence", complete))
     job = await spawner.spawn(Cfg())
-    repo = Repository(jobs.pool, jobs.instance_id)
+    repo = jobs._backend
     (claimed,) = await repo.claim(["batchfence"], 1, jobs.clock.now())
     events = [
         {"type": "execution_completed", "data": {}},

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from job import Complete, JobState, NotStartedError, RetrySettings
+from job.testing import wait_for_poll
 from tests.support import Cfg, FnInitializer, complete, execute
 
 pytestmark = pytest.mark.anyio
@@ -45,7 +46,7 @@ async def test_max_jobs_per_process_bounds_concurrency(make_jobs, db_dsn):
             while len(held) < 2 * wave:
                 await changed.wait()
         for _ in range(3):
-            await jobs.wait_for_poll()
+            await wait_for_poll(jobs)
         assert (active, jobs.running_count, len(held)) == (2, 2, 2 * wave)
         rows = await execute(db_dsn, "SELECT count(*) FROM job_executions WHERE state = 'running'")
         assert rows == [(2,)]
@@ -67,7 +68,7 @@ async def test_claim_skips_rows_locked_by_another_worker(make_jobs, db_dsn):
         await jobs.start_poll()
         assert (await jobs.await_completion(second.id, timeout=10)).is_terminal
         assert (await jobs.find(first.id)).state is JobState.PENDING
-    await jobs.wait_for_poll()
+    await wait_for_poll(jobs)
     assert (await jobs.await_completion(first.id, timeout=10)).is_terminal
 
 
@@ -99,7 +100,7 @@ async def test_notification_wakes_another_process_promptly(make_jobs):
     worker = await make_jobs(max_poll_wait=timedelta(seconds=60))
     worker.add_initializer(FnInitializer("wake", complete))
     await worker.start_poll()
-    await worker.wait_for_poll()  # now asleep for up to 60 s
+    await wait_for_poll(worker)  # now asleep for up to 60 s
     producer = await make_jobs()
     spawner = producer.add_initializer(FnInitializer("wake", complete))
     started = time.monotonic()
@@ -117,7 +118,7 @@ async def test_a_failing_notification_never_fails_a_committed_spawn(
     The spawn comes from another service (so no local wake-up reaches the worker), and the
     worker's clock is manual: it can only find the job when its poll timer fires, which
     happens exactly when the clock is moved by max_poll_wait."""
-    from job._repository import Repository
+    from job.backends.postgres.repository import Repository
 
     clock, controller = manual_clock
     attempts = anyio.Event()
@@ -129,7 +130,7 @@ async def test_a_failing_notification_never_fails_a_committed_spawn(
     worker = await make_jobs(clock=clock, max_poll_wait=timedelta(seconds=60))
     worker.add_initializer(FnInitializer("nonotify", complete))
     await worker.start_poll()
-    await worker.wait_for_poll()  # now asleep until the clock reaches +60 s
+    await wait_for_poll(worker)  # now asleep until the clock reaches +60 s
     producer = await make_jobs(clock=clock)
     spawner = producer.add_initializer(FnInitializer("nonotify", complete))
     monkeypatch.setattr(Repository, "notify", broken_notify)
@@ -228,7 +229,7 @@ async def test_async_context_manager_lifecycle(db_dsn):
 async def test_claims_never_outrun_a_stalled_outcome_writer(make_jobs, db_dsn, monkeypatch):
     """Regression: runs free their slot before their outcome is written, but while writes are
     stalled the poller must stop claiming; one worker must not claim the whole backlog."""
-    from job._repository import Repository
+    from job.backends.postgres.repository import Repository
 
     gate = anyio.Event()
     stalled = anyio.Event()
@@ -246,7 +247,7 @@ async def test_claims_never_outrun_a_stalled_outcome_writer(make_jobs, db_dsn, m
     await jobs.start_poll()
     await stalled.wait()
     for _ in range(5):
-        await jobs.wait_for_poll()
+        await wait_for_poll(jobs)
     (claimed,) = await execute(
         db_dsn, "SELECT count(*) FROM job_executions WHERE state = 'running'"
     )
@@ -271,7 +272,7 @@ async def test_a_callers_pool_without_autocommit_works_end_to_end(db_dsn):
         return Complete()
 
     async with AsyncConnectionPool(db_dsn, min_size=2, max_size=6, open=False) as pool:
-        async with Jobs(JobSvcConfig(pool=pool)) as jobs:
+        async with Jobs(JobSvcConfig(), pool=pool) as jobs:
             spawner = jobs.add_initializer(FnInitializer("ownpool", run))
             await jobs.start_poll()
             created = await spawner.spawn_many([Cfg(n=i) for i in range(5)])

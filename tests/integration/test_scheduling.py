@@ -16,6 +16,7 @@ from job import (
     RetryLater,
     RetrySettings,
 )
+from job.testing import wait_for_poll
 from tests.support import Cfg, FnInitializer, wait_for_job
 
 pytestmark = pytest.mark.anyio
@@ -66,7 +67,7 @@ async def wait_past_attempt(jobs, job_id, attempt: int, timeout: float = 10):
     """Poll (bounded) until the job's failed attempt `attempt` has been written."""
     with anyio.fail_after(timeout):
         while (snapshot := await jobs.find(job_id)).attempt == attempt:
-            await jobs.wait_for_poll()
+            await wait_for_poll(jobs)
     return snapshot
 
 
@@ -85,7 +86,7 @@ async def test_job_scheduled_ahead_runs_only_once_the_clock_passes_it(make_jobs,
     due = clock.now() + timedelta(seconds=60)
     job = await spawner.spawn(Cfg(), at=due)
     await controller.advance(timedelta(seconds=59))
-    await jobs.wait_for_poll()
+    await wait_for_poll(jobs)
     assert (await jobs.find(job.id)).state is JobState.PENDING
     assert gate.runs == []
     await controller.advance(timedelta(seconds=2))
@@ -118,7 +119,7 @@ async def test_multi_day_schedule_fires_on_the_right_days(make_jobs, manual_cloc
         for i, job in enumerate(spawned):
             if expected[i] == day:
                 await jobs.await_completion(job.id, timeout=10)
-        await jobs.wait_for_poll()
+        await wait_for_poll(jobs)
         assert {i for i, d in expected.items() if d <= day} == set(ran_on_day)
     assert ran_on_day == expected
 
@@ -152,7 +153,7 @@ async def test_backoff_follows_retry_settings_under_jitter(make_jobs, manual_clo
         assert base * 0.8 <= delay <= base * 1.2
         assert snapshot.last_error == f"RuntimeError: boom {attempt}"
         await controller.advance(delay - timedelta(milliseconds=1))
-        await jobs.wait_for_poll()
+        await wait_for_poll(jobs)
         assert len(gate.runs) == attempt  # not yet
         await controller.advance(timedelta(milliseconds=1))
     done = await jobs.await_completion(job.id, timeout=10)
@@ -226,7 +227,7 @@ async def test_reschedule_outcomes_run_again_with_attempt_reset(make_jobs, manua
         runs at exactly `due` once the clock gets there."""
         await wait_pending_at(jobs, job.id, due)
         await controller.advance(due - ms - clock.now())
-        await jobs.wait_for_poll()
+        await wait_for_poll(jobs)
         assert len(gate.runs) == runs_before
         await controller.advance(ms)
         await gate.wait_runs(runs_before + 1)

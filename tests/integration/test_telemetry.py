@@ -27,6 +27,7 @@ from job import (
     RescheduleIn,
     RetrySettings,
 )
+from job.testing import wait_for_poll
 from tests.support import Cfg, FnInitializer
 
 pytestmark = pytest.mark.anyio
@@ -270,7 +271,7 @@ async def test_raising_runner_fails_with_warn_then_retries(make_jobs, spans, cap
     assert "retry 2 at" in record.getMessage()
 
     await controller.advance(timedelta(seconds=1))
-    await jobs.wait_for_poll()
+    await wait_for_poll(jobs)
     done = await jobs.await_completion(job.id, timeout=10)
     assert done.state is JobState.COMPLETED
 

@@ -23,6 +23,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from job import DatabaseError, Jobs, JobSpawner, JobSvcConfig
 from job._demo import ENV_DSN
+from job.testing import wait_for_poll
 from job.worker import install_signal_handlers
 from tests.acceptance._harness import ROOT, Proc, connect, fetch, wait_until
 from tests.fixtures.db import PgServer
@@ -405,6 +406,6 @@ async def test_install_signal_handlers_without_shutdown_only_records_the_signal(
         os.kill(os.getpid(), signal.SIGINT)
         with anyio.fail_after(10):
             assert await stop.wait() is signal.SIGINT
-        await jobs.wait_for_poll()  # still polling: nothing was shut down
+        await wait_for_poll(jobs)  # still polling: nothing was shut down
         await jobs.reclaim_lost_jobs()
     assert signal.getsignal(signal.SIGINT) is previous

@@ -20,7 +20,7 @@ from uuid import uuid4
 import psycopg
 import pytest
 
-from job._queries import CLAIM_JOBS, NEXT_DUE_AT
+from job.backends.postgres._queries import CLAIM_JOBS, NEXT_DUE_AT
 from tests.fixtures.db import PgServer, create_database, drop_database
 
 BACKLOG_PER_TYPE = 20_000

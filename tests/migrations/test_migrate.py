@@ -92,14 +92,14 @@ def test_files_are_numbered_one_to_n():
     assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
     assert latest_version() == len(migrations)
     # A misnamed file (0002-foo.sql, 2_foo.sql) would be skipped silently by list_migrations.
-    folder = resources.files("job.migrations.postgres")
+    folder = resources.files("job.backends.postgres.migrations")
     sql_files = sorted(e.name for e in folder.iterdir() if e.name.endswith(".sql"))
     assert all(MIGRATION_FILE.match(name) for name in sql_files), sql_files
     assert len(sql_files) == len(migrations)
 
 
 def test_released_migrations_are_never_edited():
-    folder = resources.files("job.migrations.postgres")
+    folder = resources.files("job.backends.postgres.migrations")
     shipped = {m.version: f"{m.version:04d}_{m.name}.sql" for m in list_migrations()}
     # Every shipped file is pinned (a new file needs its entry in RELEASED) ...
     assert set(shipped) == set(RELEASED), "add the new migration's sha256 to RELEASED"
@@ -249,14 +249,14 @@ async def test_init_with_a_pool_does_not_migrate_by_default(empty_db_dsn):
         empty_db_dsn, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False
     )
     try:
-        config = JobSvcConfig(pool=pool)
+        config = JobSvcConfig()
         assert not config.should_migrate
         with pytest.raises(MigrationError, match="run_migrations"):
-            await Jobs.init(config)
+            await Jobs.init(config, pool=pool)
         assert not table_exists(empty_db_dsn, "jobs")
         # The application migrates with its own pool, then the service starts.
         assert await run_migrations(pool) == list(range(1, latest_version() + 1))
-        jobs = await Jobs.init(config)
+        jobs = await Jobs.init(config, pool=pool)
         await jobs.shutdown()
         assert not pool.closed  # the caller owns the pool
     finally:

@@ -22,7 +22,7 @@ def test_every_public_attribute_is_exported():
 
 def test_every_query_block_is_bound():
     """Each named block of queries.sql has its constant in job._queries, and vice versa."""
-    from job import _queries
+    from job.backends.postgres import _queries
 
     constants = {n for n in vars(_queries) if n.isupper() and not n.startswith("_")} - {"QUERIES"}
     assert constants == {name.upper() for name in _queries.QUERIES}

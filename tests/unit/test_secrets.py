@@ -57,7 +57,7 @@ def test_a_plain_str_is_accepted_and_kept_exactly(dsn):
 def test_model_dump_json_has_the_other_fields():
     dumped = JobSvcConfig(pg_con=URI, max_connections=7).model_dump_json()
     assert '"max_connections":7' in dumped
-    assert '"pool":null' in dumped
+    assert '"sqlite_path":null' in dumped
     assert "ClockHandle realtime" in dumped
 
 

@@ -1,8 +1,8 @@
-"""All database access of the service: one method per named query in ``queries.sql``.
+"""The PostgreSQL backend's data access: one method per named query in ``queries.sql``.
 
 Driver errors are translated into ``job.errors`` here and nowhere else. Methods that take a
 ``conn`` run on the caller's connection (and transaction); the others borrow one from the pool.
-Internal and unstable: the shape may change when another backend lands.
+:class:`job.backends.postgres.PostgresBackend` adds the lifecycle, wake-ups and heartbeats.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -20,7 +19,9 @@ import psycopg.errors
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from job import _queries as q
+from job import _events as ev
+from job._backend import ClaimedRow, LostRow, NewJob, OutcomeWrite
+from job.backends.postgres import _queries as q
 from job.entity import Job, JobEvent, JobState
 from job.errors import DatabaseError, DuplicateJobError, NotStartedError
 
@@ -54,57 +55,25 @@ async def translate_errors() -> AsyncIterator[None]:
         raise DatabaseError(f"database unreachable: {exc}", transient=True) from exc
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    id: UUID
-    config_json: str
-    execute_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedRow:
-    id: UUID
-    job_type: str
-    attempt: int
-    # None when the stored time is outside job.limits' range (see claim_jobs).
-    execute_at: datetime | None
-    scheduled_at: datetime | None
-    claim_token: UUID
-    config_json: str
-    tracing: dict[str, str] | None
-
-
-@dataclass(slots=True)
-class OutcomeWrite:
-    """The state change ending one run, fenced by the run's claim token."""
-
-    id: UUID
-    claim_token: UUID
-    terminal: bool
-    execute_at: datetime | None
-    attempt: int
-    events: list[dict[str, Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class LostRow:
-    id: UUID
-    job_type: str
-    attempt: int
-    stalled_secs: float
+_UNIQUE_RETRIES = 5
 
 
 class Repository:
-    def __init__(self, pool: AsyncConnectionPool[Any], instance_id: UUID) -> None:
-        self.pool = pool
+    def __init__(self, instance_id: UUID) -> None:
         self.instance_id = instance_id
+        self._pool: AsyncConnectionPool[Any] | None = None
+
+    @property
+    def pool(self) -> AsyncConnectionPool[Any]:
+        if self._pool is None:
+            raise NotStartedError("the job service's connection pool is not open")
+        return self._pool
 
     @asynccontextmanager
-    async def _conn(
-        self, conn: AsyncConnection[Any] | None
-    ) -> AsyncIterator[AsyncConnection[Any]]:
+    async def _conn(self, conn: object | None) -> AsyncIterator[AsyncConnection[Any]]:
         async with translate_errors():
             if conn is not None:
+                assert isinstance(conn, AsyncConnection)  # checked by the caller
                 yield conn
             else:
                 async with self.pool.connection() as pooled:
@@ -118,7 +87,7 @@ class Repository:
         jobs: Sequence[NewJob],
         now: datetime,
         tracing: dict[str, str] | None,
-        conn: AsyncConnection[Any] | None = None,
+        conn: object | None = None,
     ) -> None:
         params = {
             "job_type": job_type,
@@ -139,9 +108,10 @@ class Repository:
         job: NewJob,
         now: datetime,
         tracing: dict[str, str] | None,
-        conn: AsyncConnection[Any],
-    ) -> bool:
-        """Insert unless the key is held; True if inserted."""
+        conn: object | None = None,
+    ) -> UUID:
+        """Insert unless the key is held; returns the live holder's id (``job.id`` if
+        inserted). Runs in one transaction (the caller's, or its own)."""
         params = {
             "job_type": job_type,
             "unique_key": unique_key,
@@ -151,23 +121,22 @@ class Repository:
             "tracing": json.dumps(tracing) if tracing else None,
             "now": now,
         }
-        async with self._conn(conn) as c:
-            cur = await c.execute(q.INSERT_UNIQUE_JOB, params)
-            return await cur.fetchone() is not None
+        holder_params = {"job_type": job_type, "unique_key": unique_key}
+        async with self._conn(conn) as c, c.transaction():
+            for _ in range(_UNIQUE_RETRIES):
+                cur = await c.execute(q.INSERT_UNIQUE_JOB, params)
+                if await cur.fetchone() is not None:
+                    return job.id
+                cur = await c.execute(q.FIND_UNIQUE_HOLDER, holder_params)
+                row = await cur.fetchone()
+                if row is not None:
+                    return UUID(str(row[0]))
+                # The holder finished between our two statements: try again.
+        raise DatabaseError(
+            f"spawn_unique({job_type!r}, key={unique_key!r}) kept racing with completions"
+        )
 
-    async def find_unique_holder(
-        self, job_type: str, unique_key: str, conn: AsyncConnection[Any]
-    ) -> UUID | None:
-        async with self._conn(conn) as c:
-            cur = await c.execute(
-                q.FIND_UNIQUE_HOLDER, {"job_type": job_type, "unique_key": unique_key}
-            )
-            row = await cur.fetchone()
-            return None if row is None else UUID(str(row[0]))
-
-    async def notify(
-        self, payloads: Sequence[str], conn: AsyncConnection[Any] | None = None
-    ) -> None:
+    async def notify(self, payloads: Sequence[str], conn: object | None = None) -> None:
         async with self._conn(conn) as c:
             await c.execute(q.NOTIFY, {"channel": NOTIFY_CHANNEL, "payloads": list(payloads)})
 
@@ -198,7 +167,7 @@ class Repository:
         self,
         writes: Sequence[OutcomeWrite],
         now: datetime,
-        conn: AsyncConnection[Any] | None = None,
+        conn: object | None = None,
     ) -> set[tuple[UUID, UUID]]:
         """Apply fenced outcome writes; returns the (id, claim_token) pairs whose fence held."""
         params = {
@@ -229,13 +198,21 @@ class Repository:
             "lost_interval": lost_interval,
             "instance_id": self.instance_id,
             "now": now,
+            "lost_event": ev.EXECUTION_LOST,
+            "scheduled_event": ev.EXECUTION_SCHEDULED,
         }
         async with self._conn(None) as c:
             cur = await c.execute(q.RECLAIM_LOST, params)
             return [LostRow(*r) for r in await cur.fetchall()]
 
     async def release_running(self, now: datetime, reason: str) -> list[tuple[UUID, str]]:
-        params = {"instance_id": self.instance_id, "now": now, "reason": reason}
+        params = {
+            "instance_id": self.instance_id,
+            "now": now,
+            "reason": reason,
+            "aborted_event": ev.EXECUTION_ABORTED,
+            "scheduled_event": ev.EXECUTION_SCHEDULED,
+        }
         async with self._conn(None) as c:
             cur = await c.execute(q.RELEASE_RUNNING, params)
             return [(r[0], r[1]) for r in await cur.fetchall()]
@@ -259,7 +236,7 @@ class Repository:
     # -- reading -----------------------------------------------------------------------------
 
     async def load_jobs(
-        self, ids: Sequence[UUID], conn: AsyncConnection[Any] | None = None
+        self, ids: Sequence[UUID], conn: object | None = None
     ) -> dict[UUID, Job[Any]]:
         async with self._conn(conn) as c:
             cur = await c.execute(q.LOAD_JOBS, {"ids": list(ids)})
@@ -300,7 +277,7 @@ def _job_from_row(row: Sequence[Any]) -> Job[Any]:
     )
     if state is not None:
         job_state = JobState(state)
-    elif history and history[-1].type == "job_completed":
+    elif history and history[-1].type == ev.JOB_COMPLETED:
         job_state = JobState(history[-1].data.get("state", "completed"))
     else:  # pragma: no cover - only reachable through manual tampering with the tables
         job_state = JobState.ERRORED

@@ -1,9 +1,10 @@
 -- Every SQL statement `job` runs against PostgreSQL, in one reviewable place.
 --
--- Blocks start with `-- name: <query_name>`; `job._queries` binds each block to a typed
+-- Blocks start with `-- name: <query_name>`; `job.backends.postgres._queries` binds each block to a typed
 -- constant of the same name in upper case. Parameters use psycopg's %(name)s style.
 -- Times named `now` and `execute_at` come from the application clock (possibly manual);
 -- liveness (alive_at) uses the database's wall clock, clock_timestamp(), on purpose.
+-- History event names are parameters (%(lost_event)s, ...): job._events is their only home.
 
 -- name: insert_jobs
 -- Spawn many jobs of one type in one round trip: the immutable jobs rows and their live
@@ -198,13 +199,13 @@ WITH lost AS MATERIALIZED (
               extract(epoch FROM clock_timestamp() - lost.alive_at)::float8 AS stalled_secs
 ), appended AS (
     INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
-    SELECT id, base_seq + 1, 'execution_lost',
+    SELECT id, base_seq + 1, %(lost_event)s::text,
            jsonb_build_object('attempt', attempt - 1, 'poller_instance_id', lost_by,
                               'stalled_secs', stalled_secs),
            %(now)s::timestamptz
     FROM reclaimed
     UNION ALL
-    SELECT id, base_seq + 2, 'execution_scheduled',
+    SELECT id, base_seq + 2, %(scheduled_event)s::text,
            jsonb_build_object('attempt', attempt, 'scheduled_at', %(now)s::timestamptz),
            %(now)s::timestamptz
     FROM reclaimed
@@ -233,12 +234,12 @@ WITH mine AS MATERIALIZED (
     RETURNING e.id, e.job_type, e.attempt, e.event_seq - 2 AS base_seq
 ), appended AS (
     INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
-    SELECT id, base_seq + 1, 'execution_aborted',
+    SELECT id, base_seq + 1, %(aborted_event)s::text,
            jsonb_build_object('attempt', attempt, 'reason', %(reason)s::text),
            %(now)s::timestamptz
     FROM released
     UNION ALL
-    SELECT id, base_seq + 2, 'execution_scheduled',
+    SELECT id, base_seq + 2, %(scheduled_event)s::text,
            jsonb_build_object('attempt', attempt, 'scheduled_at', %(now)s::timestamptz),
            %(now)s::timestamptz
     FROM released

@@ -26,9 +26,9 @@ from uuid import UUID
 
 import psycopg
 
-from job import _queries as q
-from job._connections import ConnectParams
 from job._threads import LoopThread
+from job.backends.postgres import _queries as q
+from job.backends.postgres.connections import ConnectParams
 
 logger = logging.getLogger("job.heartbeat")
 

@@ -14,7 +14,11 @@ _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
 def _load() -> dict[str, LiteralString]:
-    text = resources.files("job").joinpath("queries.sql").read_text(encoding="utf-8")
+    text = (
+        resources.files("job.backends.postgres")
+        .joinpath("queries.sql")
+        .read_text(encoding="utf-8")
+    )
     parts = _NAME.split(text)
     # parts = [preamble, name1, body1, name2, body2, ...]
     blocks: dict[str, LiteralString] = {}

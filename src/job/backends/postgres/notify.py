@@ -37,7 +37,8 @@ import anyio
 import psycopg
 from anyio.abc import TaskStatus
 
-from job._repository import NOTIFY_CHANNEL, Repository
+from job import _events as ev
+from job.backends.postgres.repository import NOTIFY_CHANNEL, Repository
 from job.errors import DatabaseError
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ REPEAT_WINDOW = 0.005
 MAX_PAYLOAD_BYTES = 3999
 
 # An execution_ready without a job_type: "a job of any type may be ready" (wakes every poller).
-ANY_READY_PAYLOAD = json.dumps({"type": "execution_ready"})
+ANY_READY_PAYLOAD = json.dumps({"type": ev.EXECUTION_READY})
 
 
 def sendable(payload: str) -> str:
@@ -62,7 +63,7 @@ def sendable(payload: str) -> str:
 
 
 def ready_payload(job_type: str) -> str:
-    return sendable(json.dumps({"type": "execution_ready", "job_type": job_type}))
+    return sendable(json.dumps({"type": ev.EXECUTION_READY, "job_type": job_type}))
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -79,13 +80,10 @@ class Notifier:
         repo: Repository,
         *,
         connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]],
-        on_ready: Callable[[str], None],
-        registered_types: Callable[[], list[str]],
     ) -> None:
         self._repo = repo
-        self._registered_types = registered_types
         self._connect = connect
-        self._on_ready = on_ready
+        self._on_ready: Callable[[str | None], None] = lambda job_type: None
         self._pending: set[str] = set()
         self._sent_at: dict[str, float] = {}  # payload -> monotonic time it was last sent
         self._wake = anyio.Event()
@@ -172,9 +170,17 @@ class Notifier:
 
     # -- listener ----------------------------------------------------------------------------
 
-    async def run_listener(self, attempt_timeout: float, *, task_status: TaskStatus[None]) -> None:
-        """Hold the LISTEN connection. Reports started after the first attempt, whether it
+    async def run_listener(
+        self,
+        on_ready: Callable[[str | None], None],
+        attempt_timeout: float,
+        *,
+        task_status: TaskStatus[None],
+    ) -> None:
+        """Hold the LISTEN connection, calling ``on_ready(job_type)`` per wake-up (``None``: a
+        job of any type may be ready). Reports started after the first attempt, whether it
         succeeded or not (polling must not wait for wake-ups), bounded by ``attempt_timeout``."""
+        self._on_ready = on_ready
         started = False
         failures = 0
         while True:
@@ -223,14 +229,13 @@ class Notifier:
                 await anyio.sleep(_backoff(failures, 5.0))
 
     def _wake_all(self) -> None:
-        for job_type in self._registered_types():
-            self._on_ready(job_type)
+        self._on_ready(None)
 
     def _dispatch(self, payload: str) -> None:
         try:
             message = json.loads(payload)
             kind = message["type"]
-            if kind == "execution_ready":
+            if kind == ev.EXECUTION_READY:
                 job_type = message.get("job_type")
                 if job_type is None:  # ANY_READY_PAYLOAD: a job of any type may be ready
                     self._wake_all()
