@@ -200,7 +200,7 @@ async def test_a_second_signal_exits_at_once(start_worker, db_dsn, sig, status):
 @pytest.mark.parametrize(
     "target",
     [
-        "tests.worker_targets:make_jobs",
+        "tests.worker_targets:make_pg_jobs",
         "tests.worker_targets:make_jobs_async",
         "tests.worker_targets:factories.make",
     ],
@@ -365,11 +365,11 @@ async def test_the_worker_log_never_shows_the_password(start_worker, db_dsn):
 # -- embedding: install_signal_handlers in the test process ------------------------------------
 
 
-async def test_install_signal_handlers_shuts_down_on_the_first_signal(make_jobs, db_dsn):
+async def test_install_signal_handlers_shuts_down_on_the_first_signal(make_pg_jobs, db_dsn):
     """The embedding helper in this process: SIGTERM starts jobs.shutdown() (the running job
     is handed back at the 2 s timeout), stop.wait() returns once it has finished, and the
     handler that was there before is back afterwards."""
-    jobs = await make_jobs()  # shutdown_timeout 2 s
+    jobs = await make_pg_jobs()  # shutdown_timeout 2 s
     spawn = jobs.add_initializer(HoldInitializer())
     await jobs.start_poll()
     job = await spawn.spawn(HoldConfig(mode="forever"))
@@ -398,8 +398,8 @@ async def test_install_signal_handlers_shuts_down_on_the_first_signal(make_jobs,
             signal.signal(signal.SIGTERM, original)
 
 
-async def test_install_signal_handlers_without_shutdown_only_records_the_signal(make_jobs):
-    jobs = await make_jobs()
+async def test_install_signal_handlers_without_shutdown_only_records_the_signal(make_pg_jobs):
+    jobs = await make_pg_jobs()
     await jobs.start_poll()
     previous = signal.getsignal(signal.SIGINT)
     with install_signal_handlers(jobs, shutdown=False) as stop:

@@ -71,14 +71,14 @@ def too_long_payload(job_type: str) -> str:
     return json.dumps({"type": "execution_ready", "job_type": job_type, "pad": "x" * 9000})
 
 
-async def test_valid_spawns_still_wake_other_workers_after_poisoned_payloads(make_jobs):
+async def test_valid_spawns_still_wake_other_workers_after_poisoned_payloads(make_pg_jobs):
     """A too-long payload and one the database refuses (NUL) are attempted first; the emitter
     still goes idle, and a valid spawn wakes another worker at once (not after the 60 s
     backstop). Before the fix the emitter retried the bad batch forever."""
-    worker = await make_jobs(**SLOW_BACKSTOP)
+    worker = await make_pg_jobs(**SLOW_BACKSTOP)
     worker.add_initializer(FnInitializer("good", complete))
     await worker.start_poll()
-    producer = await make_jobs(**SLOW_BACKSTOP)
+    producer = await make_pg_jobs(**SLOW_BACKSTOP)
     spawner = producer.add_initializer(FnInitializer("good", complete))
     notifier = producer._backend._notifier
     assert notifier is not None
@@ -102,15 +102,15 @@ async def test_valid_spawns_still_wake_other_workers_after_poisoned_payloads(mak
         await notifier.flush()
 
 
-async def test_a_too_long_payload_is_sent_as_a_wake_up_for_any_type(make_jobs, db_dsn):
+async def test_a_too_long_payload_is_sent_as_a_wake_up_for_any_type(make_pg_jobs, db_dsn):
     """The payload is replaced by an execution_ready without a job_type, and the listener
     treats that as "any type": the worker polls and runs a job that became due without a
     notification of its own."""
     assert json.loads(ANY_READY_PAYLOAD) == {"type": "execution_ready"}
-    worker = await make_jobs(**SLOW_BACKSTOP)
+    worker = await make_pg_jobs(**SLOW_BACKSTOP)
     worker.add_initializer(FnInitializer("quiet", complete))
     await worker.start_poll()
-    producer = await make_jobs(**SLOW_BACKSTOP)
+    producer = await make_pg_jobs(**SLOW_BACKSTOP)
     spawner = producer.add_initializer(FnInitializer("quiet", complete))
     job = await spawner.spawn(Cfg(), delay=timedelta(hours=1))
     await wait_for_poll(worker)  # nothing due: the worker sleeps for up to 60 s

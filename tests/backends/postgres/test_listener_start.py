@@ -31,7 +31,7 @@ MAX_POLL_WAIT = timedelta(minutes=10)  # on the manual clock: only advancing it 
 
 
 async def test_start_poll_returns_promptly_when_the_listener_cannot_connect(
-    db_dsn, make_jobs, manual_clock
+    db_dsn, make_pg_jobs, manual_clock
 ):
     clock, controller = manual_clock
     with psycopg.connect(db_dsn, autocommit=True) as admin:
@@ -60,7 +60,7 @@ async def test_start_poll_returns_promptly_when_the_listener_cannot_connect(
             )
         )
         worker.add_initializer(FnInitializer("limited", complete))
-        producer = await make_jobs(clock=clock, max_poll_wait=MAX_POLL_WAIT)
+        producer = await make_pg_jobs(clock=clock, max_poll_wait=MAX_POLL_WAIT)
         spawner = producer.add_initializer(FnInitializer("limited", complete))
         await execute(db_dsn, f"ALTER ROLE {role} CONNECTION LIMIT 0")
 

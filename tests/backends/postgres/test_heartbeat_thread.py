@@ -76,7 +76,7 @@ class WorkerOnItsOwnLoop:
             await jobs.shutdown()
 
 
-async def test_a_runner_blocking_the_loop_is_not_reclaimed_and_is_reported(make_jobs, db_dsn):
+async def test_a_runner_blocking_the_loop_is_not_reclaimed_and_is_reported(make_pg_jobs, db_dsn):
     """Two workers, 2 s lost interval; the job's runner blocks its loop for 6 s with
     time.sleep. It runs exactly once, completes, has no execution_lost event, and a warning
     names the job and how long the loop was blocked. With heartbeats on the event loop the
@@ -93,7 +93,7 @@ async def test_a_runner_blocking_the_loop_is_not_reclaimed_and_is_reported(make_
     def initializer() -> FnInitializer:
         return FnInitializer("blocky", block)
 
-    first = await make_jobs()  # 2 s lost interval (FAST_POLLER)
+    first = await make_pg_jobs()  # 2 s lost interval (FAST_POLLER)
     spawner = first.add_initializer(initializer())
     with (
         LogWatcher("job.watchdog") as logs,
@@ -125,7 +125,7 @@ async def test_a_runner_blocking_the_loop_is_not_reclaimed_and_is_reported(make_
     assert len([r for r in logs.records if "has been" in r.getMessage()]) == 1  # one per stall
 
 
-async def test_watchdog_names_the_job_on_the_loop_threads_stack(make_jobs):
+async def test_watchdog_names_the_job_on_the_loop_threads_stack(make_pg_jobs):
     """Fast check of the stack inspection: a 1 s block by a runner, threshold 0.3 s."""
     release = threading.Event()
 
@@ -134,7 +134,7 @@ async def test_watchdog_names_the_job_on_the_loop_threads_stack(make_jobs):
         release.set()
         return Complete()
 
-    jobs = await make_jobs(blocked_loop_warning=timedelta(milliseconds=300))
+    jobs = await make_pg_jobs(blocked_loop_warning=timedelta(milliseconds=300))
     spawner = jobs.add_initializer(FnInitializer("short_block", block))
     with LogWatcher("job.watchdog") as logs:
         await jobs.start_poll()
@@ -148,10 +148,10 @@ async def test_watchdog_names_the_job_on_the_loop_threads_stack(make_jobs):
     assert release.is_set()
 
 
-async def test_watchdog_reports_a_block_outside_any_job(make_jobs):
+async def test_watchdog_reports_a_block_outside_any_job(make_pg_jobs):
     """Blocking code that is not a job run (here: this test's own body) is reported too,
     as "no job (the application's own code)", with where it was blocked."""
-    jobs = await make_jobs(blocked_loop_warning=timedelta(milliseconds=300))
+    jobs = await make_pg_jobs(blocked_loop_warning=timedelta(milliseconds=300))
     jobs.add_initializer(FnInitializer("idle", lambda current: Complete()))  # type: ignore[arg-type,return-value]
     with LogWatcher("job.watchdog") as logs:
         await jobs.start_poll()
