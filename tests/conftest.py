@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.db", "tests.fixtures.database", "tests.fixtures.service"]
+pytest_plugins = [
+    "tests.fixtures.db",
+    "tests.fixtures.database",
+    "tests.fixtures.service",
+    "job.testing.pytest_plugin",
+]
 
 
 @pytest.fixture

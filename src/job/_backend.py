@@ -228,3 +228,7 @@ class Backend(Protocol):
 
     async def existing_job_ids(self, ids: Sequence[UUID]) -> set[UUID]:
         """Which of these jobs exist at all."""
+
+    async def recent_job_ids(self, job_type: str, limit: int) -> list[UUID]:
+        """Ids of the newest ``limit`` jobs of ``job_type`` (any state), newest first. For
+        test helpers and tools: a scan of the jobs table, not for hot paths."""

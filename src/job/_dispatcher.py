@@ -125,6 +125,9 @@ class Dispatcher:
         self._live: dict[UUID, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.running = 0  # runs in progress (the capacity max_jobs_per_process bounds)
+        self.started_total = 0  # runs started since the service began (job.testing.drain)
+        #: Called with each claimed row as its run starts (job.testing observes runs here).
+        self.observers: list[Callable[[ClaimedRow], None]] = []
         self.writing = 0  # runs that are over but whose outcome is not written yet
         self._idle = anyio.Event()
         self._idle.set()
@@ -142,6 +145,9 @@ class Dispatcher:
         (bench/README.md), and shutdown needs per-run cancellation with a bound anyway.
         """
         self.running += 1
+        self.started_total += 1
+        for observe in self.observers:
+            observe(row)
         self._live[row.id] = self._live.get(row.id, 0) + 1
         if self._idle.is_set():
             self._idle = anyio.Event()

@@ -92,6 +92,11 @@ class OutcomeWriter:
         # the writer still applies the queued write and skips resolving the future.
         return await pending.done
 
+    async def wait_idle(self) -> None:
+        """Wait until every outcome queued so far has been written (or given up on)."""
+        while self._queue or self._in_flight:
+            await self._idle.wait()
+
     async def drain(self) -> None:
         """Wait until every queued outcome has been written (or given up on)."""
         self._closing = True

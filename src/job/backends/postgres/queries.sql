@@ -291,3 +291,9 @@ ORDER BY job_type;
 -- name: database_now
 -- The server's wall clock: the time line every worker schedules on (see job._dbclock).
 SELECT clock_timestamp();
+
+-- name: recent_job_ids
+-- The newest jobs of one type, any state (job.testing's assertions; a scan, not a hot path).
+SELECT id FROM jobs WHERE job_type = %(job_type)s::text
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s::int;

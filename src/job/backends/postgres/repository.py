@@ -253,6 +253,12 @@ class Repository:
             cur = await c.execute(q.EXISTING_JOB_IDS, {"ids": list(ids)})
             return {r[0] for r in await cur.fetchall()}
 
+    async def recent_job_ids(self, job_type: str, limit: int) -> list[UUID]:
+        params = {"job_type": job_type, "limit": limit}
+        async with self._conn(None) as c:
+            cur = await c.execute(q.RECENT_JOB_IDS, params)
+            return [r[0] for r in await cur.fetchall()]
+
 
 def _job_from_row(row: Sequence[Any]) -> Job[Any]:
     (

@@ -748,6 +748,13 @@ class SqliteBackend:
         wanted = list(ids)
         return await self._read(None, lambda db: _present(db, q.JOB_EXISTS, wanted))
 
+    async def recent_job_ids(self, job_type: str, limit: int) -> list[UUID]:
+        def op(db: sqlite3.Connection) -> list[UUID]:
+            rows = db.execute(q.RECENT_JOB_IDS, (job_type, limit)).fetchall()
+            return [UUID(r[0]) for r in rows]
+
+        return await self._read(None, op)
+
     # -- internals ---------------------------------------------------------------------------
 
     def _main_conn(self) -> Connection:

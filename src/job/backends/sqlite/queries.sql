@@ -222,3 +222,7 @@ FROM job_executions
 WHERE state = 'pending' AND execute_at < :overdue_before
 GROUP BY job_type
 ORDER BY job_type;
+
+-- name: recent_job_ids
+-- The newest jobs of one type, any state (job.testing's assertions; a scan, not a hot path).
+SELECT id FROM jobs WHERE job_type = ? ORDER BY created_at DESC, id DESC LIMIT ?;
