@@ -1,7 +1,8 @@
 """The ``job`` command line (``python -m job ...`` or the ``job`` console script).
 
-* ``job demo [--dsn URL] [--jobs N]`` runs the demo worker (see :mod:`job._demo`): real jobs
-  against ``URL``, ``$JOB_DATABASE_URL``, or a throwaway local PostgreSQL server.
+* ``job demo [--dsn URL | --postgres | --sqlite PATH] [--jobs N]`` runs the demo worker (see
+  :mod:`job._demo`): real jobs on a temporary SQLite file (no server), or on PostgreSQL at
+  ``URL`` / ``$JOB_DATABASE_URL``, or on a throwaway local PostgreSQL server.
 * ``job migrate [--dsn URL]`` applies the library's pending schema migrations to ``URL`` (or
   ``$JOB_DATABASE_URL``) and prints the versions it applied.
 * ``job worker MODULE:ATTR [--dsn URL] [--log-level LEVEL]`` runs an application's ``Jobs``
@@ -42,12 +43,23 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="job", description="Postgres-backed background jobs: demo worker and migrations."
+        prog="job",
+        description="Background jobs on PostgreSQL or SQLite: demo worker and migrations.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser("demo", help="run the demo worker and show what it does")
-    demo.add_argument(
-        "--dsn", help=f"PostgreSQL URL (default: ${_demo.ENV_DSN}, else a local server)"
+    where = demo.add_mutually_exclusive_group()
+    where.add_argument(
+        "--dsn",
+        help=f"run on PostgreSQL at this URL (default: ${_demo.ENV_DSN} if set, else SQLite)",
+    )
+    where.add_argument(
+        "--postgres",
+        action="store_true",
+        help="run on a throwaway local PostgreSQL server (needs its binaries)",
+    )
+    where.add_argument(
+        "--sqlite", metavar="PATH", help="run on this SQLite file (default: a temporary one)"
     )
     demo.add_argument(
         "--jobs", type=_positive, default=200, metavar="N", help="size of the batch (200)"
@@ -185,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dsn: str | None = args.dsn
     try:
         if args.command == "demo":
-            return _demo.main(dsn, args.jobs)
+            return _demo.main(dsn, args.jobs, postgres=args.postgres, sqlite_path=args.sqlite)
         if args.command == "worker":
             return worker_command(args.target, dsn, args.log_level)
         dsn = dsn or os.environ.get(_demo.ENV_DSN)

@@ -1,10 +1,13 @@
 """The demo worker behind ``python -m job demo``: real jobs, run for real, shown as they go.
 
-It connects to PostgreSQL (``--dsn``, else ``JOB_DATABASE_URL``, else a throwaway local server
-from :mod:`job._localpg`), applies the migrations, registers five job types and spawns:
+It runs on an embedded SQLite file by default (a temporary one, or ``--sqlite PATH``: no server
+at all), or on PostgreSQL: ``--dsn URL`` (or ``JOB_DATABASE_URL``), or ``--postgres`` for a
+throwaway local server. It says which backend it uses, applies the migrations, registers five
+job types and spawns:
 
 * ``demo_checksum``  sha256 over generated data; the digest is written to ``demo_results``
-  inside ``current_job.transaction()``, so the row commits atomically with the outcome;
+  inside the runner's transaction (``current_job.transaction()`` on PostgreSQL,
+  ``sqlite_transaction()`` on SQLite), so the row commits atomically with the outcome;
 * ``demo_flaky``     fails attempt 1 (``RetryLater``) and attempt 2 (an exception), then
   completes on attempt 3, with a 200 ms retry backoff;
 * ``demo_report``    spawned with ``delay=2s``; summarises ``demo_results`` once it is due;
@@ -24,6 +27,7 @@ import hashlib
 import logging
 import os
 import random
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -51,6 +55,7 @@ from job import (
     RetryLater,
     RetrySettings,
 )
+from job import _events as ev
 from job.testing._localpg import LocalPostgres, LocalPostgresError
 
 __all__ = ["ENV_DSN", "main", "run_demo"]
@@ -63,27 +68,85 @@ POLL_INTERVAL = 0.25
 SCHEDULE_DELAY = timedelta(seconds=2)
 #: How many batch jobs are awaited at once (each wait takes a pooled connection briefly).
 BATCH_WAITERS = 25
-RUN_EVENTS = frozenset(
-    {"execution_completed", "execution_errored", "execution_lost", "execution_aborted"}
-)
+RUN_EVENTS = ev.RUN_ENDINGS
 
-_CREATE_RESULTS: LiteralString = """
-CREATE TABLE IF NOT EXISTS demo_results (
-    job_id     UUID NOT NULL,
-    kind       TEXT NOT NULL,
-    result     TEXT NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-)"""
-_INSERT_RESULT: LiteralString = (
-    "INSERT INTO demo_results (job_id, kind, result) VALUES (%s, %s, %s)"
-)
-_SELECT_RESULT: LiteralString = (
-    "SELECT result FROM demo_results WHERE job_id = %s AND kind = %s ORDER BY created_at"
-)
-_COUNT_BY_KIND: LiteralString = (
-    "SELECT kind, count(*) FROM demo_results GROUP BY kind ORDER BY kind"
-)
-_PRUNE: LiteralString = "DELETE FROM demo_results WHERE created_at < now() - %s"
+
+class Results:
+    """The demo's business table, ``demo_results``, in PostgreSQL's SQL; :class:`SqliteResults`
+    is the same in SQLite's. Runners write through ``begin(current_job)``: a transaction that
+    commits atomically with the job's outcome."""
+
+    create: LiteralString = """
+        CREATE TABLE IF NOT EXISTS demo_results (
+            job_id     UUID NOT NULL,
+            kind       TEXT NOT NULL,
+            result     TEXT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+        )"""
+    insert: LiteralString = "INSERT INTO demo_results (job_id, kind, result) VALUES (%s, %s, %s)"
+    select: LiteralString = (
+        "SELECT result FROM demo_results WHERE job_id = %s AND kind = %s ORDER BY created_at"
+    )
+    count_by_kind: LiteralString = (
+        "SELECT kind, count(*) FROM demo_results GROUP BY kind ORDER BY kind"
+    )
+    prune: LiteralString = "DELETE FROM demo_results WHERE created_at < now() - %s"
+
+    def retention(self, value: timedelta) -> Any:
+        return value
+
+    def key(self, job_id: UUID) -> Any:
+        return job_id
+
+    async def begin(self, current_job: CurrentJob[Any]) -> Any:
+        return await current_job.transaction()
+
+    async def run(self, tx: Any, sql: LiteralString, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Run one statement in ``tx``; its rows (empty for a write). A DELETE returns its
+        row count as ``[(n,)]``."""
+        cur = await tx.execute(sql, params)
+        if sql.startswith("DELETE"):
+            return [(cur.rowcount,)]
+        return list(await cur.fetchall()) if cur.description else []
+
+    async def outside(self, jobs: Jobs, sql: LiteralString, params: tuple[Any, ...] = ()) -> Any:
+        async with jobs.pool.connection() as conn:
+            return await self.run(conn, sql, params)
+
+
+class SqliteResults(Results):
+    create = """
+        CREATE TABLE IF NOT EXISTS demo_results (
+            job_id     TEXT NOT NULL,
+            kind       TEXT NOT NULL,
+            result     TEXT NOT NULL,
+            created_at REAL NOT NULL DEFAULT (julianday('now'))
+        )"""
+    insert = "INSERT INTO demo_results (job_id, kind, result) VALUES (?, ?, ?)"
+    select = "SELECT result FROM demo_results WHERE job_id = ? AND kind = ? ORDER BY created_at"
+    prune = "DELETE FROM demo_results WHERE created_at < julianday('now') - ?"
+
+    def retention(self, value: timedelta) -> Any:
+        return value / timedelta(days=1)
+
+    def key(self, job_id: UUID) -> Any:
+        return str(job_id)
+
+    async def begin(self, current_job: CurrentJob[Any]) -> Any:
+        return await current_job.sqlite_transaction()
+
+    async def run(self, tx: Any, sql: LiteralString, params: tuple[Any, ...] = ()) -> list[Any]:
+        if sql.startswith("DELETE"):
+            return [(await tx.run_sync(lambda db: db.execute(sql, params).rowcount),)]
+        return [tuple(row) for row in await tx.execute(sql, params)]
+
+    async def outside(self, jobs: Jobs, sql: LiteralString, params: tuple[Any, ...] = ()) -> Any:
+        async with jobs.sqlite_transaction() as tx:
+            return await self.run(tx, sql, params)
+
+
+def results_for(backend_name: str) -> Results:
+    return SqliteResults() if backend_name == "sqlite" else Results()
 
 
 def say(*parts: object) -> None:
@@ -107,8 +170,9 @@ def checksum_of(config: ChecksumConfig) -> str:
 class ChecksumRunner(JobRunner[ChecksumConfig]):
     async def run(self, current_job: CurrentJob[ChecksumConfig]) -> JobCompletion:
         digest = await anyio.to_thread.run_sync(checksum_of, current_job.config)
-        conn = await current_job.transaction()  # commits together with Complete()
-        await conn.execute(_INSERT_RESULT, (current_job.id, "checksum", digest))
+        db = results_for(current_job.backend_name)
+        tx = await db.begin(current_job)  # commits together with Complete()
+        await db.run(tx, db.insert, (db.key(current_job.id), "checksum", digest))
         return Complete()
 
 
@@ -131,9 +195,10 @@ class FlakyRunner(JobRunner[FlakyConfig]):
             if attempt % 2 == 1:
                 return RetryLater(f"simulated upstream 503 on attempt {attempt}")
             raise ConnectionError(f"simulated connection reset on attempt {attempt}")
-        conn = await current_job.transaction()
+        db = results_for(current_job.backend_name)
+        tx = await db.begin(current_job)
         result = f"{current_job.config.message} (attempt {attempt})"
-        await conn.execute(_INSERT_RESULT, (current_job.id, "flaky", result))
+        await db.run(tx, db.insert, (db.key(current_job.id), "flaky", result))
         return Complete()
 
 
@@ -160,11 +225,11 @@ class ReportConfig(BaseModel):
 
 class ReportRunner(JobRunner[ReportConfig]):
     async def run(self, current_job: CurrentJob[ReportConfig]) -> JobCompletion:
-        conn = await current_job.transaction()
-        cur = await conn.execute(_COUNT_BY_KIND)
-        counts = ", ".join(f"{kind}={n}" for kind, n in await cur.fetchall())
+        db = results_for(current_job.backend_name)
+        tx = await db.begin(current_job)
+        counts = ", ".join(f"{kind}={n}" for kind, n in await db.run(tx, db.count_by_kind))
         summary = f"{current_job.config.title}: {counts or 'none'}"
-        await conn.execute(_INSERT_RESULT, (current_job.id, "report", summary))
+        await db.run(tx, db.insert, (db.key(current_job.id), "report", summary))
         return Complete()
 
 
@@ -186,12 +251,13 @@ class CleanupRunner(JobRunner[CleanupConfig]):
 
     async def run(self, current_job: CurrentJob[CleanupConfig]) -> JobCompletion:
         cfg = current_job.config
-        conn = await current_job.transaction()
-        pruned = (await conn.execute(_PRUNE, (cfg.retention,))).rowcount
-        cur = await conn.execute(_SELECT_RESULT, (current_job.id, "cleanup"))
-        done = len(await cur.fetchall())
+        db = results_for(current_job.backend_name)
+        tx = await db.begin(current_job)
+        ((pruned,),) = await db.run(tx, db.prune, (db.retention(cfg.retention),))
+        key = db.key(current_job.id)
+        done = len(await db.run(tx, db.select, (key, "cleanup")))
         note = f"pass {done + 1}: pruned {pruned} row(s)"
-        await conn.execute(_INSERT_RESULT, (current_job.id, "cleanup", note))
+        await db.run(tx, db.insert, (key, "cleanup", note))
         if done + 1 < cfg.passes:
             return RescheduleIn(cfg.interval)
         return Complete()
@@ -254,10 +320,10 @@ def describe(job: Job[Any], now: datetime) -> str:
         return f"{job.state.value} (attempt {job.attempt})" if job.attempt else job.state.value
     last, before = job.events[-1], job.events[-2] if len(job.events) > 1 else None
     due = _due_in(str(last.data.get("scheduled_at")), now)
-    if before is not None and before.type == "execution_errored":
+    if before is not None and before.type == ev.EXECUTION_ERRORED:
         failed = before.data.get("attempt")
         return f"attempt {failed} failed ({before.data.get('error')}); retry {due}"
-    if before is not None and before.type == "execution_completed":
+    if before is not None and before.type == ev.EXECUTION_COMPLETED:
         return f"run done, rescheduled itself: {due}"
     return f"pending (attempt {job.attempt}), {due}"
 
@@ -294,6 +360,7 @@ class Demo:
     """One run of the demo; registers the demo job types on an opened, not yet polling service."""
 
     def __init__(self, jobs: Jobs, n_jobs: int) -> None:
+        self.db = results_for(jobs.backend_name)
         self.jobs = jobs
         self.n_jobs = n_jobs
         self.t0 = time.monotonic()
@@ -319,8 +386,7 @@ class Demo:
     # -- setup -----------------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        async with self.jobs.pool.connection() as conn:
-            await conn.execute(_CREATE_RESULTS)
+        await self.db.outside(self.jobs, self.db.create)
         await self.jobs.start_poll()
         say("registered demo_checksum, demo_flaky, demo_report, demo_cleanup, demo_batch;")
         say(f"polling as worker {short_id(self.jobs.instance_id)}\n")
@@ -435,7 +501,7 @@ class Demo:
     def verify_schedule(self) -> None:
         job = self.find("report").latest
         assert job is not None
-        ran = [e.recorded_at for e in job.events if e.type == "execution_completed"]
+        ran = [e.recorded_at for e in job.events if e.type == ev.EXECUTION_COMPLETED]
         delay = SCHEDULE_DELAY.total_seconds()
         if not ran:
             self.check(f"scheduled report ran, {delay}s after it was spawned", False)
@@ -445,9 +511,8 @@ class Demo:
         self.check(f"scheduled report ran, not before its {delay}s delay", late >= delay)
 
     async def results(self, job_id: UUID, kind: str) -> list[str]:
-        async with self.jobs.pool.connection() as conn:
-            cur = await conn.execute(_SELECT_RESULT, (job_id, kind))
-            return [row[0] for row in await cur.fetchall()]
+        rows = await self.db.outside(self.jobs, self.db.select, (self.db.key(job_id), kind))
+        return [row[0] for row in rows]
 
     # -- the final table -------------------------------------------------------------------
 
@@ -477,7 +542,7 @@ class Demo:
             e.recorded_at
             for j in self.batch.finished
             for e in j.events
-            if e.type == "job_completed"
+            if e.type == ev.JOB_COMPLETED
         ]
         elapsed = (max(ends) - self.batch.spawned_at).total_seconds() if ends else 0.0
         rate = len(self.batch.ids) / elapsed if elapsed > 0 else 0.0
@@ -493,10 +558,10 @@ class Demo:
         return all(check.ok for check in self.checks)
 
 
-async def run_demo(dsn: str, n_jobs: int) -> int:
-    """Run the demo against ``dsn``; 0 if every job ended as expected, else 1."""
-    jobs = await Jobs.init(JobSvcConfig(pg_con=dsn, max_connections=20))
-    say("job service started (migrations applied)")
+async def run_demo(config: JobSvcConfig, n_jobs: int) -> int:
+    """Run the demo on ``config``'s database; 0 if every job ended as expected, else 1."""
+    jobs = await Jobs.init(config)
+    say(f"job service started on {jobs.backend_name} (migrations applied)")
     try:
         demo = Demo(jobs, n_jobs)
         await demo.prepare()
@@ -527,22 +592,42 @@ def describe_dsn(dsn: str) -> str:
     return f"database {params.get('dbname', '?')!s} on {host}:{params.get('port') or 5432}"
 
 
-def run_against(dsn: str, n_jobs: int) -> int:
+def run_against(config: JobSvcConfig, n_jobs: int) -> int:
     try:
-        return asyncio.run(run_demo(dsn, n_jobs))
+        return asyncio.run(run_demo(config, n_jobs))
     except JobError as exc:
         say(f"the demo could not use the database: {exc}")
         return 2
 
 
-def main(dsn: str | None, n_jobs: int) -> int:
-    """``python -m job demo``: run against ``dsn``, ``$JOB_DATABASE_URL`` or a local server."""
+def main(
+    dsn: str | None,
+    n_jobs: int,
+    *,
+    postgres: bool = False,
+    sqlite_path: str | None = None,
+) -> int:
+    """``python -m job demo``: on an embedded SQLite file (the default: a temporary one, or
+    ``sqlite_path``), or on PostgreSQL: ``dsn`` / ``$JOB_DATABASE_URL``, or a throwaway local
+    server with ``postgres``."""
     logging.basicConfig(level=logging.WARNING, format="    (log) %(levelname)s %(message)s")
     dsn = dsn or os.environ.get(ENV_DSN)
     if dsn:
-        say(f"using {describe_dsn(dsn)}")
-        return run_against(dsn, n_jobs)
-    say(f"no --dsn and no {ENV_DSN}: starting a throwaway local PostgreSQL server...")
+        say(f"backend: PostgreSQL, {describe_dsn(dsn)}")
+        return run_against(JobSvcConfig(pg_con=dsn, max_connections=20), n_jobs)
+    if postgres:
+        return _on_local_postgres(n_jobs)
+    if sqlite_path is not None:
+        say(f"backend: SQLite, file {sqlite_path}")
+        return run_against(JobSvcConfig(sqlite_path=sqlite_path), n_jobs)
+    with tempfile.TemporaryDirectory(prefix="job-demo-") as folder:
+        path = os.path.join(folder, "jobs.sqlite3")
+        say(f"backend: SQLite, a temporary file {path} (no server; --postgres for PostgreSQL)")
+        return run_against(JobSvcConfig(sqlite_path=path), n_jobs)
+
+
+def _on_local_postgres(n_jobs: int) -> int:
+    say("backend: PostgreSQL, starting a throwaway local server...")
     local = LocalPostgres()
     try:
         local.start()
@@ -552,7 +637,7 @@ def main(dsn: str | None, n_jobs: int) -> int:
         return 2
     try:
         say(f"local PostgreSQL is up on 127.0.0.1:{local.port} (data in {local.root})")
-        return run_against(local.dsn(), n_jobs)
+        return run_against(JobSvcConfig(pg_con=local.dsn(), max_connections=20), n_jobs)
     finally:
         local.stop()
         say("local PostgreSQL stopped and its data directory removed")

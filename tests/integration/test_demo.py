@@ -12,8 +12,12 @@ import pytest
 BATCH = 100
 
 
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 60, path: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "JOB_DATABASE_URL"}
+    if path is not None:
+        env["PATH"] = path
     return subprocess.run(
         [sys.executable, "-m", "job", *args],
         capture_output=True,
@@ -24,8 +28,24 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 
 
 @pytest.mark.timeout(150)
-def test_demo_runs_every_job_to_its_expected_state(db_dsn):
+def test_demo_runs_every_job_to_its_expected_state_on_postgres(db_dsn):
     proc = run_cli("demo", "--dsn", db_dsn, "--jobs", str(BATCH), timeout=120)
+    assert "backend: PostgreSQL, database" in proc.stdout
+    check_demo_output(proc)
+
+
+@pytest.mark.timeout(150)
+def test_demo_runs_on_sqlite_by_default_with_no_postgres_anywhere(tmp_path):
+    """The zero-setup main job: no arguments, no server, no PostgreSQL binaries on PATH."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    proc = run_cli("demo", "--jobs", str(BATCH), timeout=120, path=str(bare))
+    assert "backend: SQLite, a temporary file" in proc.stdout
+    assert "job service started on sqlite" in proc.stdout
+    check_demo_output(proc)
+
+
+def check_demo_output(proc: subprocess.CompletedProcess[str]) -> None:
     out = proc.stdout
     assert proc.returncode == 0, f"stdout:\n{out}\nstderr:\n{proc.stderr}"
 
