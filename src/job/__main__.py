@@ -3,8 +3,8 @@
 * ``job demo [--dsn URL | --postgres | --sqlite PATH] [--jobs N]`` runs the demo worker (see
   :mod:`job._demo`): real jobs on a temporary SQLite file (no server), or on PostgreSQL at
   ``URL`` / ``$JOB_DATABASE_URL``, or on a throwaway local PostgreSQL server.
-* ``job migrate [--dsn URL]`` applies the library's pending schema migrations to ``URL`` (or
-  ``$JOB_DATABASE_URL``) and prints the versions it applied.
+* ``job migrate [--dsn URL | --sqlite PATH]`` applies the library's pending schema migrations
+  to ``URL`` (or ``$JOB_DATABASE_URL``) or an SQLite file and prints the versions it applied.
 * ``job worker MODULE:ATTR [--dsn URL] [--log-level LEVEL]`` runs an application's ``Jobs``
   until SIGTERM/SIGINT, then shuts it down gracefully (see :mod:`job.worker`).
 
@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=_positive, default=200, metavar="N", help="size of the batch (200)"
     )
     migrate = commands.add_parser("migrate", help="apply the job schema migrations")
-    migrate.add_argument("--dsn", help=f"PostgreSQL URL (default: ${_demo.ENV_DSN})")
+    target = migrate.add_mutually_exclusive_group()
+    target.add_argument("--dsn", help=f"PostgreSQL URL (default: ${_demo.ENV_DSN})")
+    target.add_argument("--sqlite", metavar="PATH", help="an SQLite database file instead")
     worker = commands.add_parser(
         "worker",
         help="run an application's jobs until SIGTERM/SIGINT, then shut down gracefully",
@@ -148,6 +150,23 @@ def migrate_command(dsn: str) -> int:
     return 0
 
 
+def migrate_sqlite_command(path: str) -> int:
+    from job.backends.sqlite import migrate as sqlite_migrate
+
+    try:
+        applied = sqlite_migrate.run_migrations(path)
+    except (MigrationError, OSError) as exc:
+        _out(f"job migrate: {exc}", err=True)
+        return 1
+    _out(
+        "applied migrations: " + ", ".join(map(str, applied))
+        if applied
+        else "no pending migrations"
+    )
+    _out(f"schema at version {sqlite_migrate.latest_version()} ({path})")
+    return 0
+
+
 async def _run_worker(target: object, spec: str) -> int:
     jobs = await jobs_from_target(target, spec)
 
@@ -200,9 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo.main(dsn, args.jobs, postgres=args.postgres, sqlite_path=args.sqlite)
         if args.command == "worker":
             return worker_command(args.target, dsn, args.log_level)
+        if args.sqlite is not None:
+            return migrate_sqlite_command(args.sqlite)
         dsn = dsn or os.environ.get(_demo.ENV_DSN)
         if not dsn:
-            parser.error(f"migrate needs --dsn or ${_demo.ENV_DSN}")
+            parser.error(f"migrate needs --dsn, --sqlite or ${_demo.ENV_DSN}")
         return migrate_command(dsn)
     except KeyboardInterrupt:
         _out("interrupted", err=True)

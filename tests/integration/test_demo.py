@@ -89,3 +89,14 @@ def test_migrate_without_a_database_is_a_usage_error():
     proc = run_cli("migrate")
     assert proc.returncode == 2
     assert "--dsn" in proc.stderr
+
+
+def test_migrate_sqlite_applies_then_reports_nothing_pending(tmp_path):
+    path = str(tmp_path / "jobs.db")
+    first = run_cli("migrate", "--sqlite", path)
+    assert first.returncode == 0, first.stderr
+    assert "applied migrations: 1" in first.stdout
+    second = run_cli("migrate", "--sqlite", path)
+    assert second.returncode == 0 and "no pending migrations" in second.stdout
+    missing = run_cli("migrate", "--sqlite", str(tmp_path / "no" / "such" / "dir.db"))
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
