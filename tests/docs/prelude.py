@@ -7,7 +7,8 @@ snippet may assume, without showing it:
 * every public name of ``job`` (``from job import *``), ``datetime``/``timedelta``/``UTC``,
   ``BaseModel``, ``psycopg``;
 * ``dsn`` (a PostgreSQL URL), ``jobs`` (an open ``Jobs``), ``conn`` (an open connection);
-* the examples' job types: ``SendEmail`` with ``spawner: JobSpawner[SendEmail]`` and
+* the examples' job types: ``SendEmail`` (``SendEmailInitializer``) with
+  ``spawner: JobSpawner[SendEmail]`` and
   ``customer``, ``Cleanup`` with ``cleanup_spawner``, ``TransferConfig``, ``ReportConfig``
   with ``ReportInitializer``, and ``cfg`` (a config for ``spawner``);
 * ``deliver(to) -> bool`` (async), ``provider`` (an OpenTelemetry SDK ``TracerProvider``).
@@ -38,6 +39,7 @@ __all__ = [
     "ReportConfig",
     "ReportInitializer",
     "SendEmail",
+    "SendEmailInitializer",
     "TransferConfig",
     "cfg",
     "cleanup_spawner",
@@ -77,6 +79,18 @@ class ReportConfig(BaseModel):
 class _ReportRunner(JobRunner[ReportConfig]):
     async def run(self, current_job: CurrentJob[ReportConfig]) -> JobCompletion:
         return Complete()
+
+
+class _SendEmailRunner(JobRunner[SendEmail]):
+    async def run(self, current_job: CurrentJob[SendEmail]) -> JobCompletion:
+        return Complete()
+
+
+class SendEmailInitializer(JobInitializer[SendEmail]):
+    job_type = "send_email"
+
+    def init(self, config: SendEmail) -> JobRunner[SendEmail]:
+        return _SendEmailRunner()
 
 
 class ReportInitializer(JobInitializer[ReportConfig]):
