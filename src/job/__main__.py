@@ -22,8 +22,6 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-import psycopg
-
 from job import _demo
 from job.config import JobSvcConfig
 from job.errors import JobError, MigrationError
@@ -127,6 +125,8 @@ exit status:
 
 
 async def _migrate(dsn: str) -> tuple[list[int], list[int]]:
+    import psycopg
+
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         applied = await run_migrations(conn)
         return applied, await applied_versions(conn)
@@ -137,6 +137,8 @@ def _out(line: str, *, err: bool = False) -> None:
 
 
 def migrate_command(dsn: str) -> int:
+    import psycopg
+
     try:
         applied, versions = asyncio.run(_migrate(dsn))
     except (psycopg.Error, MigrationError) as exc:

@@ -36,7 +36,6 @@ from uuid import UUID
 
 import anyio
 import anyio.to_thread
-from psycopg.conninfo import conninfo_to_dict
 from pydantic import BaseModel, Field
 
 from job import (
@@ -584,6 +583,8 @@ async def run_demo(config: JobSvcConfig, n_jobs: int) -> int:
 
 def describe_dsn(dsn: str) -> str:
     """Where a DSN points, without its password."""
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
         params = conninfo_to_dict(dsn)
     except Exception:

@@ -8,14 +8,10 @@ connection pool is an argument of ``Jobs.init``, not a field.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Self
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Self
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, model_validator
 
 from job.clock import ClockHandle
@@ -199,44 +195,11 @@ class JobSvcConfig(BaseModel):
         # The clock has no JSON form: dump its repr.
         return repr(value)
 
-    # Where a password is written in a DSN: URI userinfo, URI query, key=value.
-    _URI_PASSWORDS: ClassVar[tuple[re.Pattern[str], ...]] = (
-        re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#@]*?:([^/?#@]*)@", re.IGNORECASE),
-        re.compile(r"[?&]password=([^&#]*)"),
-    )
-    _KV_PASSWORD: ClassVar[re.Pattern[str]] = re.compile(
-        r"(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)"
-    )
-    _QUOTED: ClassVar[re.Pattern[str]] = re.compile(r'"([^"]+)"')
-    _MASK: ClassVar[str] = "***"
-
     def redact(self, text: str) -> str:
-        """``text`` (an error message, a log line) with the password of ``pg_con`` masked.
-
-        Every occurrence of the password is replaced by ``***``, as parsed by libpq and as
-        written in the DSN (percent-encoded in a URI, quoted in a key=value string). If libpq
-        cannot parse the DSN, its error quotes fragments of the string that may be pieces of
-        the password, so every quoted fragment of the DSN in ``text`` is masked too.
-        """
+        """``text`` (an error message, a log line) with the password of ``pg_con`` masked
+        (see :func:`job.backends.postgres.dsn.redact_password`)."""
         if self.pg_con is None:
             return text
-        dsn = self.pg_con.get_secret_value()
-        secrets: set[str] = set()
-        try:
-            password = conninfo_to_dict(dsn).get("password")
-        except psycopg.Error:
-            text = self._QUOTED.sub(
-                lambda m: f'"{self._MASK}"' if len(m[1]) > 1 and m[1] in dsn else m[0], text
-            )
-        else:
-            if password:
-                secrets.add(str(password))
-        for pattern in self._URI_PASSWORDS:
-            for match in pattern.finditer(dsn):
-                secrets.update((match[1], unquote(match[1])))
-        for match in self._KV_PASSWORD.finditer(dsn):
-            raw = match[1]
-            secrets.update((raw, re.sub(r"\\(.)", r"\1", raw.strip("'"))))
-        for secret in sorted(filter(None, secrets), key=len, reverse=True):
-            text = text.replace(secret, self._MASK)
-        return text
+        from job.backends.postgres.dsn import redact_password
+
+        return redact_password(self.pg_con.get_secret_value(), text)
