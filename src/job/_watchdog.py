@@ -7,8 +7,8 @@ run is on the loop thread's stack (``sys._current_frames()``, walked outwards to
 ``Dispatcher._execute``, whose local ``row`` is the claimed job), or "no job" if the blocking
 code is not inside a job run, and how long the loop has been blocked so far. When the ticker
 runs again it logs one more warning with the stall's total duration. Heartbeats do not depend
-on the loop (``job._heartbeat``), so a blocked loop does not get its jobs reclaimed; the
-warning is what tells you a runner calls blocking code.
+on the loop (the backend's heartbeat thread), so a blocked loop does not get its jobs
+reclaimed; the warning is what tells you a runner calls blocking code.
 
 The thread is separate from the heartbeat thread so that a slow heartbeat statement cannot
 delay the report. It ends with :meth:`LoopWatchdog.request_stop`, when the ticker task ends,

@@ -34,7 +34,8 @@ pytestmark = pytest.mark.anyio
 # A released migration must never change: databases in the field already ran it and recorded
 # its version in job_schema_migrations, so an edit would never reach them and their schema
 # would silently differ from a fresh install. A schema change is always a NEW numbered file.
-# When you add one, add its name and sha256 here (`sha256sum src/job/migrations/postgres/*`);
+# When you add one, add its name and sha256 here
+# (`sha256sum src/job/backends/postgres/migrations/*`);
 # if this test fails for an existing entry, revert the edit instead of updating the hash.
 # (0001 was last changed before the first release of the library, 0.1.0: it gained
 # jobs.execute_at and the job_history view, and lost the job_events -> jobs foreign key.)
@@ -405,3 +406,28 @@ def test_schema_matches_snapshot(empty_db_dsn):
     assert set(constraints) == EXPECTED_CONSTRAINTS
     assert dict(enums) == EXPECTED_ENUMS
     assert dict(reloptions) == EXPECTED_RELOPTIONS
+
+
+# The SQLite backend's released migrations, pinned the same way
+# (`sha256sum src/job/backends/sqlite/migrations/*`).
+RELEASED_SQLITE: dict[int, tuple[str, str]] = {
+    1: (
+        "0001_job_setup.sql",
+        "c4c1acb7609282f12130efc27c0513991ca21cb1d072a0c39fefa08ce2daf3b3",
+    ),
+}
+
+
+def test_released_sqlite_migrations_are_never_edited():
+    from job.backends.sqlite import migrate as sqlite_migrate
+
+    folder = resources.files("job.backends.sqlite.migrations")
+    migrations = sqlite_migrate.list_migrations()
+    shipped = {m.version: f"{m.version:04d}_{m.name}.sql" for m in migrations}
+    assert set(shipped) == set(RELEASED_SQLITE), "add the new migration's sha256 here"
+    for version, (name, digest) in sorted(RELEASED_SQLITE.items()):
+        assert shipped[version] == name
+        data = folder.joinpath(name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == digest, (
+            f"released SQLite migration {name} was edited: revert it, add a new file instead"
+        )

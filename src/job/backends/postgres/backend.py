@@ -9,6 +9,7 @@ transactions on a pooled connection.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -29,6 +30,8 @@ from job.backends.postgres.repository import Repository, translate_errors
 from job.errors import DatabaseError, MigrationError, NotStartedError
 
 __all__ = ["PostgresBackend", "PostgresTransaction"]
+
+logger = logging.getLogger("job")
 
 
 class PostgresTransaction:
@@ -121,7 +124,9 @@ class PostgresBackend(Repository):
 
     async def prepare_schema(self, *, migrate: bool) -> None:
         if migrate:
-            await run_migrations(self.pool)
+            applied = await run_migrations(self.pool)
+            if applied:
+                logger.info("applied job migrations %s", applied)
             return
         async with translate_errors(), self.pool.connection() as conn:
             versions = await applied_versions(conn)

@@ -4,7 +4,7 @@ A runner that blocks the event loop (``time.sleep``, a CPU-bound loop, a synchro
 stops every coroutine of its worker. If heartbeats ran there, another worker would reclaim the
 still-running job after ``job_lost_interval`` and run it again, and the job could ping-pong
 between workers until its attempts ran out. So heartbeats run in a daemon thread that owns one
-synchronous autocommit connection (made like the pool's, ``job._connections``): every
+synchronous autocommit connection (made like the pool's, ``connections.py``): every
 ``job_lost_interval / 4`` it refreshes ``alive_at`` of the jobs this process really runs
 (``Dispatcher.live_ids``, one atomic copy of a dict's keys under the GIL), whatever the loop is
 doing. After a failure it closes the connection and reconnects with backoff (capped at the

@@ -4,7 +4,7 @@ Driver: the standard library's ``sqlite3``. Each connection is owned by one thre
 (``_connection``): an engine operation - several statements and their transaction - is ONE
 hop to that thread, not one per statement as with aiosqlite. The engine's operations share
 one main connection, so they are serialized in its thread and never contend with each other
-for SQLite's lock within a process. Runner transactions (``CurrentJob.transaction()``,
+for SQLite's lock within a process. Runner transactions (``CurrentJob.sqlite_transaction()``,
 :meth:`SqliteBackend.transaction`) each get a connection of their own, reused from a small
 free list; the heartbeat thread owns one more.
 
@@ -418,7 +418,7 @@ def _end(db: sqlite3.Connection, commit: bool) -> bool:
 class SqliteTransaction:
     """A transaction on a connection of its own, already in ``BEGIN IMMEDIATE``.
 
-    What a runner writes through on SQLite (``CurrentJob.transaction()``), and what
+    What a runner writes through on SQLite (``CurrentJob.sqlite_transaction()``), and what
     ``spawn(..., conn=tx)`` takes to spawn inside your own transaction (see
     :meth:`SqliteBackend.transaction`). Statements run in the connection's thread; their
     ``sqlite3`` errors propagate unchanged. Rows are ``sqlite3.Row``.
@@ -559,7 +559,7 @@ class SqliteBackend:
             kind = f"{type(conn).__module__}.{type(conn).__qualname__}"
             raise TypeError(
                 "on SQLite, conn= takes the SqliteTransaction from jobs.sqlite_transaction()"
-                f" (or CurrentJob.transaction()); got {kind}"
+                f" (or CurrentJob.sqlite_transaction()); got {kind}"
             )
         if not _same_file(conn.path, self.path):
             raise TypeError(
