@@ -200,7 +200,7 @@ async def test_a_second_signal_exits_at_once(start_worker, db_dsn, sig, status):
 @pytest.mark.parametrize(
     "target",
     [
-        "tests.worker_targets:make_pg_jobs",
+        "tests.worker_targets:make_jobs",
         "tests.worker_targets:make_jobs_async",
         "tests.worker_targets:factories.make",
     ],
