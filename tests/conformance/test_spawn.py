@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 import anyio
 import psycopg
@@ -14,22 +17,40 @@ from job import (
     DuplicateJobError,
     JobConfigError,
     JobNotFoundError,
+    Jobs,
     JobSpec,
     JobState,
     RescheduleIn,
     new_job_id,
 )
+from tests.fixtures.database import PostgresTestDatabase, TestDatabase
 from tests.support import Cfg, FnInitializer, complete, wait_for_job
 
 pytestmark = pytest.mark.anyio
 
 
-async def count_rows(dsn: str, table: str) -> int:
-    async with await psycopg.AsyncConnection.connect(dsn) as conn:
-        cur = await conn.execute(f"SELECT count(*) FROM {table}")
-        row = await cur.fetchone()
-        assert row is not None
-        return int(row[0])
+@asynccontextmanager
+async def caller_transaction(jobs: Jobs, database: TestDatabase) -> AsyncIterator[Any]:
+    """The caller's own transaction, on either backend: committed on exit, rolled back on an
+    exception. Yields what ``spawn(..., conn=)`` takes there: a psycopg connection on
+    PostgreSQL, the SqliteTransaction of ``jobs.sqlite_transaction()`` on SQLite."""
+    if jobs.backend_name == "postgres":
+        assert isinstance(database, PostgresTestDatabase)
+        conn = await psycopg.AsyncConnection.connect(database.dsn)
+        async with conn, conn.transaction():
+            yield conn
+    else:
+        async with jobs.sqlite_transaction() as tx:
+            yield tx
+
+
+async def business_sql(conn: Any, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    """One statement of the caller's business logic in its transaction (``%s`` placeholders
+    on PostgreSQL are written ``?`` for SQLite)."""
+    if isinstance(conn, psycopg.AsyncConnection):
+        cur = await conn.execute(sql, params)
+        return await cur.fetchall() if cur.description else []
+    return [tuple(row) for row in await conn.execute(sql.replace("%s", "?"), params)]
 
 
 async def test_generated_ids_are_time_ordered_uuid7(make_jobs):
@@ -43,7 +64,7 @@ async def test_generated_ids_are_time_ordered_uuid7(make_jobs):
     assert [e.type for e in first.events] == ["initialized", "execution_scheduled"]
 
 
-async def test_duplicate_id_is_a_typed_error_and_writes_nothing(make_jobs, db_dsn):
+async def test_duplicate_id_is_a_typed_error_and_writes_nothing(make_jobs, job_database):
     """A taken id raises DuplicateJobError; in a bulk spawn nothing at all is written."""
     jobs = await make_jobs()
     spawner = jobs.add_initializer(FnInitializer("dup", complete))
@@ -53,8 +74,8 @@ async def test_duplicate_id_is_a_typed_error_and_writes_nothing(make_jobs, db_ds
         await spawner.spawn(Cfg(), id=job_id)
     with pytest.raises(DuplicateJobError):
         await spawner.spawn_many([JobSpec(Cfg(n=1)), JobSpec(Cfg(n=2), id=job_id)])
-    assert await count_rows(db_dsn, "jobs") == 1
-    assert await count_rows(db_dsn, "job_executions") == 1
+    assert await job_database.count("jobs") == 1
+    assert await job_database.count("job_executions") == 1
 
 
 async def test_spawn_many_runs_all_and_empty_input_is_empty(make_jobs):
@@ -70,25 +91,35 @@ async def test_spawn_many_runs_all_and_empty_input_is_empty(make_jobs):
         assert done.state is JobState.COMPLETED
 
 
-async def test_spawn_in_callers_transaction_exists_only_on_commit(make_jobs, db_dsn):
-    """With conn=, the job is part of the caller's transaction: rollback leaves nothing,
-    commit makes it run (the wake-up travels with the commit)."""
+async def test_spawn_in_callers_transaction_exists_only_on_commit(make_jobs, job_database):
+    """With conn=, the job is part of the caller's transaction: rollback leaves nothing (neither
+    the job nor the caller's own row), commit makes both exist and the job run (the wake-up
+    travels with the commit)."""
     jobs = await make_jobs(max_poll_wait=timedelta(seconds=60))
     spawner = jobs.add_initializer(FnInitializer("tx", complete))
+    async with caller_transaction(jobs, job_database) as conn:
+        await business_sql(conn, "CREATE TABLE orders (n integer)")
     await jobs.start_poll()
-    async with await psycopg.AsyncConnection.connect(db_dsn) as conn:
-        with pytest.raises(RuntimeError):  # noqa: PT012 - the raise must happen inside the tx
-            async with conn.transaction():
-                await spawner.spawn(Cfg(n=1), conn=conn)
-                raise RuntimeError("the caller's business logic failed")
-        assert await count_rows(db_dsn, "jobs") == 0
-        async with conn.transaction():
-            kept = await spawner.spawn(Cfg(n=2), conn=conn)
+    with pytest.raises(RuntimeError):  # noqa: PT012 - the raise must happen inside the tx
+        async with caller_transaction(jobs, job_database) as conn:
+            await business_sql(conn, "INSERT INTO orders VALUES (%s)", (1,))
+            await spawner.spawn(Cfg(n=1), conn=conn)
+            raise RuntimeError("the caller's business logic failed")
+    assert await job_database.count("jobs") == 0
+    assert await job_database.count("job_executions") == 0
+    async with caller_transaction(jobs, job_database) as conn:
+        assert await business_sql(conn, "SELECT n FROM orders") == []
+        await business_sql(conn, "INSERT INTO orders VALUES (%s)", (2,))
+        kept = await spawner.spawn(Cfg(n=2), conn=conn)
     done = await jobs.await_completion(kept.id, timeout=10)
     assert done.state is JobState.COMPLETED
+    assert done.config == {"n": 2, "note": ""}
+    async with caller_transaction(jobs, job_database) as conn:
+        assert await business_sql(conn, "SELECT n FROM orders") == [(2,)]
+    assert await job_database.count("jobs") == 1
 
 
-async def test_wrong_config_type_and_unserializable_config_write_nothing(make_jobs, db_dsn):
+async def test_wrong_config_type_and_unserializable_config_write_nothing(make_jobs, job_database):
     """A config of the wrong model, or one that cannot be serialized, is rejected at spawn
     with JobConfigError, and nothing is written."""
 
@@ -108,7 +139,8 @@ async def test_wrong_config_type_and_unserializable_config_write_nothing(make_jo
         await spawner.spawn(Broken())
     with pytest.raises(JobConfigError, match="take Broken configs"):
         await spawner.spawn(Other())  # type: ignore[arg-type]
-    assert await count_rows(db_dsn, "jobs") == 0
+    assert await job_database.count("jobs") == 0
+    assert await job_database.count("job_executions") == 0
 
 
 async def test_naive_datetime_is_rejected(make_jobs):
