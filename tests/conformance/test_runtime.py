@@ -110,14 +110,15 @@ async def test_notification_wakes_another_process_promptly(make_jobs):
 
 
 async def test_a_failing_notification_never_fails_a_committed_spawn(
-    make_jobs, manual_clock, monkeypatch
+    make_pg_jobs, manual_clock, monkeypatch
 ):
     """The post-commit wake-up is best effort: if publishing fails, spawn still succeeds, and
     the job still runs: the poller's max_poll_wait timer is the backstop.
 
     The spawn comes from another service (so no local wake-up reaches the worker), and the
     worker's clock is manual: it can only find the job when its poll timer fires, which
-    happens exactly when the clock is moved by max_poll_wait."""
+    happens exactly when the clock is moved by max_poll_wait. PostgreSQL only: SQLite has no
+    post-commit publish (other processes see the commit through PRAGMA data_version)."""
     from job.backends.postgres.repository import Repository
 
     clock, controller = manual_clock
@@ -127,11 +128,11 @@ async def test_a_failing_notification_never_fails_a_committed_spawn(
         attempts.set()
         raise psycopg.OperationalError("notify is down")
 
-    worker = await make_jobs(clock=clock, max_poll_wait=timedelta(seconds=60))
+    worker = await make_pg_jobs(clock=clock, max_poll_wait=timedelta(seconds=60))
     worker.add_initializer(FnInitializer("nonotify", complete))
     await worker.start_poll()
     await wait_for_poll(worker)  # now asleep until the clock reaches +60 s
-    producer = await make_jobs(clock=clock)
+    producer = await make_pg_jobs(clock=clock)
     spawner = producer.add_initializer(FnInitializer("nonotify", complete))
     monkeypatch.setattr(Repository, "notify", broken_notify)
     job = await spawner.spawn(Cfg())  # committed; the publish fails afterwards
