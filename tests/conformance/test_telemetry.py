@@ -8,10 +8,8 @@ per process, so one session fixture installs it and every test clears the export
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from uuid import UUID
 
 import anyio
 import pytest
@@ -30,7 +28,6 @@ from job import (
     RetrySettings,
 )
 from job.testing import wait_for_poll
-from tests.fixtures.database import PostgresTestDatabase, SqliteTestDatabase, TestDatabase
 from tests.support import Cfg, FnInitializer
 
 pytestmark = pytest.mark.anyio
@@ -133,16 +130,6 @@ NO_JITTER_1S = {
 }
 
 
-async def stored_tracing(db: TestDatabase, job_id: UUID) -> object:
-    """The tracing carrier stored with a job, as a dict, on either backend."""
-    if isinstance(db, PostgresTestDatabase):
-        ((carrier,),) = await db._run("SELECT tracing_context FROM jobs WHERE id = %s", (job_id,))
-        return carrier
-    assert isinstance(db, SqliteTestDatabase)
-    ((text,),) = db._run("SELECT tracing_context FROM jobs WHERE id = ?", (str(job_id),))
-    return json.loads(text)
-
-
 async def test_spawn_span_is_parent_of_execute_on_another_task(make_jobs, job_database, spans):
     """job.spawn (PRODUCER) sits under the caller's span; its context travels with the job
     (W3C traceparent) and parents job.execute (CONSUMER), which runs on a poller task; the
@@ -170,7 +157,7 @@ async def test_spawn_span_is_parent_of_execute_on_another_task(make_jobs, job_da
     assert _parent_id(spawn) == _span_id(request)
 
     # The stored carrier is the spawn span's W3C traceparent.
-    carrier = await stored_tracing(job_database, job.id)
+    carrier = await job_database.tracing_context(job.id)
     ctx = spawn.get_span_context()
     assert ctx is not None
     assert carrier == {
