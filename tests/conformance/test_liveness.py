@@ -9,30 +9,19 @@ import anyio
 import pytest
 
 from job import Complete, JobState, RescheduleIn, RetrySettings
-from tests.support import Cfg, FnInitializer, LogWatcher, complete, execute, wait_until
+from tests.support import Cfg, FnInitializer, LogWatcher, complete, wait_until
 
 pytestmark = pytest.mark.anyio
 
 
-async def make_stale_running(dsn: str, job_id, owner, *, attempt: int = 1) -> None:
-    """Turn a pending row into one that a dead worker claimed a minute ago."""
-    await execute(
-        dsn,
-        "UPDATE job_executions SET state = 'running', poller_instance_id = %s,"
-        " claim_token = gen_random_uuid(), attempt = %s,"
-        " alive_at = clock_timestamp() - interval '1 minute' WHERE id = %s",
-        (owner, attempt, job_id),
-    )
-
-
-async def test_lost_job_of_a_dead_worker_is_reclaimed_and_runs(make_jobs, db_dsn):
+async def test_lost_job_of_a_dead_worker_is_reclaimed_and_runs(make_jobs, job_database):
     """A running row whose heartbeat is older than job_lost_interval goes back to pending with
     attempt + 1 and an execution_lost event naming the dead worker, then runs."""
     spawn_side = await make_jobs()
     spawner = spawn_side.add_initializer(FnInitializer("lost", complete))
     job = await spawner.spawn(Cfg())
     dead_worker = uuid.uuid4()
-    await make_stale_running(db_dsn, job.id, dead_worker)
+    await job_database.make_stale_running(job.id, dead_worker)
 
     jobs = await make_jobs()
     jobs.add_initializer(FnInitializer("lost", complete))
@@ -48,7 +37,7 @@ async def test_lost_job_of_a_dead_worker_is_reclaimed_and_runs(make_jobs, db_dsn
 
 
 async def test_lost_detection_uses_the_wall_clock_under_a_frozen_manual_clock(
-    make_jobs, db_dsn, manual_clock
+    make_jobs, job_database, manual_clock
 ):
     """The manual clock never moves here, yet the lost job is reclaimed: liveness is measured
     on the database's wall clock."""
@@ -56,24 +45,24 @@ async def test_lost_detection_uses_the_wall_clock_under_a_frozen_manual_clock(
     jobs = await make_jobs(clock=clock)
     spawner = jobs.add_initializer(FnInitializer("frozen", complete))
     job = await spawner.spawn(Cfg())
-    await make_stale_running(db_dsn, job.id, uuid.uuid4())
+    await job_database.make_stale_running(job.id, uuid.uuid4())
     await jobs.start_poll()
     assert (await jobs.await_completion(job.id, timeout=15)).state is JobState.COMPLETED
 
 
-async def test_own_zombie_row_is_reclaimed(make_jobs, db_dsn):
+async def test_own_zombie_row_is_reclaimed(make_jobs, job_database):
     """A row owned by this very worker but with no live run (its terminal write was lost)
     is reclaimed too instead of staying running forever."""
     jobs = await make_jobs()
     spawner = jobs.add_initializer(FnInitializer("zombie", complete))
     job = await spawner.spawn(Cfg())
-    await make_stale_running(db_dsn, job.id, jobs.instance_id)
+    await job_database.make_stale_running(job.id, jobs.instance_id)
     await jobs.start_poll()
     assert await jobs.reclaim_lost_jobs() == 1
     assert (await jobs.await_completion(job.id, timeout=15)).state is JobState.COMPLETED
 
 
-async def test_a_job_lost_too_often_errors_instead_of_looping(make_jobs, db_dsn):
+async def test_a_job_lost_too_often_errors_instead_of_looping(make_jobs, job_database):
     """A job that kills its worker every time is reclaimed with attempt + 1 each time; once
     the attempt exceeds n_attempts it is failed without running."""
     ran = []
@@ -87,7 +76,7 @@ async def test_a_job_lost_too_often_errors_instead_of_looping(make_jobs, db_dsn)
         FnInitializer("poison", run, retry=RetrySettings(n_attempts=3))
     )
     job = await spawner.spawn(Cfg())
-    await make_stale_running(db_dsn, job.id, uuid.uuid4(), attempt=3)
+    await job_database.make_stale_running(job.id, uuid.uuid4(), attempt=3)
     jobs = await make_jobs()
     jobs.add_initializer(FnInitializer("poison", run, retry=RetrySettings(n_attempts=3)))
     await jobs.start_poll()
@@ -97,24 +86,14 @@ async def test_a_job_lost_too_often_errors_instead_of_looping(make_jobs, db_dsn)
     assert ran == []
 
 
-async def alive_age(dsn: str, job_id) -> float | None:
-    """Seconds since the row's heartbeat (database clock); None if it has none."""
-    ((age,),) = await execute(
-        dsn,
-        "SELECT extract(epoch FROM clock_timestamp() - alive_at)::float8"
-        " FROM job_executions WHERE id = %s",
-        (job_id,),
-    )
-    return age
-
-
-async def test_heartbeats_keep_a_long_healthy_job_alive(make_jobs, db_dsn):
+async def test_heartbeats_keep_a_long_healthy_job_alive(make_jobs, job_database):
     """A running job whose last heartbeat is older than the lost interval is refreshed by its
     worker's heartbeats, so neither that worker nor another one reclaims it.
 
-    Instead of waiting for real time to pass, the test makes the heartbeat look ten minutes
-    old in SQL: only a heartbeat can then make the row look alive again. Worker B (threshold
-    1 minute; its own lost-check loop would first run after 30 s) must not reclaim it either.
+    Instead of waiting for real time to pass, the test makes the heartbeat ten minutes older
+    in the database: only a heartbeat can then make the row look alive again. Worker B
+    (threshold 1 minute; its own lost-check loop would first run after 30 s) must not
+    reclaim it either.
     """
     release = anyio.Event()
     started = anyio.Event()
@@ -133,17 +112,12 @@ async def test_heartbeats_keep_a_long_healthy_job_alive(make_jobs, db_dsn):
     b.add_initializer(FnInitializer("healthy", run))
     await b.start_poll()
 
-    await execute(
-        db_dsn,
-        "UPDATE job_executions SET alive_at = clock_timestamp() - interval '10 minutes'"
-        " WHERE id = %s",
-        (job.id,),
-    )
+    await job_database.age_heartbeat(job.id, timedelta(minutes=10))
     # A worker never reclaims a row it is still running, however old its heartbeat looks.
     assert await a.reclaim_lost_jobs() == 0
 
     async def refreshed() -> bool:
-        age = await alive_age(db_dsn, job.id)
+        age = await job_database.heartbeat_age(job.id)
         return age is not None and age < 30
 
     await wait_until(refreshed, timeout=5, what="a heartbeat to refresh alive_at")
@@ -168,36 +142,63 @@ async def wait_for_discarded(jobs, log: LogWatcher, job_id) -> None:
         pytest.fail(f"the late outcome was not discarded; the job is now {snapshot.state}")
 
 
-async def test_late_outcome_of_a_reclaimed_run_is_fenced_off(make_jobs, db_dsn):
+async def side_effects(
+    jobs, sql: str, params: tuple[object, ...] = ()
+) -> list[tuple[object, ...]]:
+    """One statement on the business table ``side_effects`` (job_id), through the service's own
+    connections, in the backend's dialect (``%s`` placeholders become ``?`` on SQLite)."""
+    if jobs.backend_name == "postgres":
+        async with jobs.pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall() if cur.description else []
+    async with jobs.sqlite_transaction() as tx:
+        return [tuple(row) for row in await tx.execute(sql.replace("%s", "?"), params)]
+
+
+async def write_side_effect(current) -> None:
+    """The runner's business write, in its own transaction (it commits with the outcome)."""
+    if current.backend_name == "postgres":
+        conn = await current.transaction()
+        await conn.execute("INSERT INTO side_effects VALUES (%s)", (current.id,))
+    else:
+        tx = await current.sqlite_transaction()
+        await tx.execute("INSERT INTO side_effects VALUES (?)", (str(current.id),))
+
+
+async def test_late_outcome_of_a_reclaimed_run_is_fenced_off(make_jobs, job_database):
     """If another worker reclaimed the job while this run was still going, this run's
     outcome changes nothing and appends no event; its own transaction rolls back too.
 
     The test waits for the run's outcome write itself (the documented warning that the
     outcome was discarded), not for the run's capacity slot, which is freed before the write.
+
+    On PostgreSQL the runner's transaction is already open (with its write) when the job is
+    taken from it. On SQLite that cannot happen: a runner transaction holds the file's write
+    lock from its start until its outcome commits with it (see job.backends.sqlite.backend),
+    so no other worker can reclaim the job meanwhile; there the reclaim comes first and the
+    runner opens its transaction after it, which is the only interleaving SQLite allows.
     """
-    await execute(db_dsn, "CREATE TABLE side_effects (job_id uuid)")
     started = anyio.Event()
     release = anyio.Event()
 
     async def run(current):
-        conn = await current.transaction()
-        await conn.execute("INSERT INTO side_effects VALUES (%s)", (current.id,))
+        if current.backend_name == "postgres":
+            await write_side_effect(current)
         started.set()
         await release.wait()
+        if current.backend_name == "sqlite":
+            await write_side_effect(current)
         return Complete()
 
     jobs = await make_jobs()
+    uuid_type = "uuid" if jobs.backend_name == "postgres" else "TEXT"
+    await side_effects(jobs, f"CREATE TABLE side_effects (job_id {uuid_type})")
     spawner = jobs.add_initializer(FnInitializer("fenced", run))
     await jobs.start_poll()
     job = await spawner.spawn(Cfg())
     await started.wait()
     # Another worker reclaims and claims it: the claim token changes under our feet.
-    await execute(
-        db_dsn,
-        "UPDATE job_executions SET claim_token = gen_random_uuid(), poller_instance_id = %s"
-        " WHERE id = %s",
-        (uuid.uuid4(), job.id),
-    )
+    await job_database.steal_claim(job.id, uuid.uuid4())
     before = len((await jobs.find(job.id)).events)
     with LogWatcher("job.dispatcher") as log:
         release.set()
@@ -205,10 +206,10 @@ async def test_late_outcome_of_a_reclaimed_run_is_fenced_off(make_jobs, db_dsn):
     snapshot = await jobs.find(job.id)
     assert snapshot.state is JobState.RUNNING
     assert len(snapshot.events) == before
-    assert await execute(db_dsn, "SELECT * FROM side_effects") == []
+    assert await side_effects(jobs, "SELECT * FROM side_effects") == []
 
 
-async def test_late_outcome_through_the_writer_is_fenced_off(make_jobs, db_dsn):
+async def test_late_outcome_through_the_writer_is_fenced_off(make_jobs, job_database):
     """The same fence for an outcome that goes through the outcome writer (no runner
     transaction), for a reschedule: the row keeps the new owner's claim and schedule."""
     started = anyio.Event()
@@ -225,12 +226,7 @@ async def test_late_outcome_through_the_writer_is_fenced_off(make_jobs, db_dsn):
     job = await spawner.spawn(Cfg())
     await started.wait()
     other = uuid.uuid4()
-    await execute(
-        db_dsn,
-        "UPDATE job_executions SET claim_token = gen_random_uuid(), poller_instance_id = %s"
-        " WHERE id = %s",
-        (other, job.id),
-    )
+    await job_database.steal_claim(job.id, other)
     before = await jobs.find(job.id)
     with LogWatcher("job.dispatcher") as log:
         release.set()
@@ -239,13 +235,14 @@ async def test_late_outcome_through_the_writer_is_fenced_off(make_jobs, db_dsn):
     assert after.state is JobState.RUNNING
     assert after.execute_at == before.execute_at
     assert after.events == before.events
-    ((owner,),) = await execute(
-        db_dsn, "SELECT poller_instance_id FROM job_executions WHERE id = %s", (job.id,)
-    )
-    assert owner == other
+    row = await job_database.execution(job.id)
+    assert row is not None
+    assert row.poller_instance_id == other
 
 
-async def test_stale_and_current_outcome_in_one_batch_write_only_the_current(make_jobs, db_dsn):
+async def test_stale_and_current_outcome_in_one_batch_write_only_the_current(
+    make_jobs, job_database
+):
     """Regression: a batch holding a zombie run's outcome and the current run's outcome for
     the same job applies only the current one and appends only its events."""
     from job._backend import OutcomeWrite
