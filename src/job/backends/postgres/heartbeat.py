@@ -26,16 +26,14 @@ from uuid import UUID
 
 import psycopg
 
-from job._threads import LoopThread
+from job._threads import HeartbeatLoop
 from job.backends.postgres import _queries as q
 from job.backends.postgres.connections import ConnectParams
 
 logger = logging.getLogger("job.heartbeat")
 
 
-class HeartbeatThread(LoopThread):
-    thread_name = "job-heartbeat"
-
+class HeartbeatThread(HeartbeatLoop[psycopg.Connection[Any]]):
     def __init__(
         self,
         *,
@@ -49,56 +47,23 @@ class HeartbeatThread(LoopThread):
         """``refresh_params``, if given (the pool's conninfo or kwargs is a callable), is run
         on the event loop before each reconnect; if the loop does not answer within a second
         (it may be the one that is blocked), the previous parameters are used."""
-        super().__init__()
+        super().__init__(live_ids=live_ids, interval=interval)
         self._params = params
         self._refresh_params = refresh_params
         self._instance_id = instance_id
-        self._live_ids = live_ids
-        self._interval = interval
         self._connect_timeout = connect_timeout
-        self.beats = 0  # heartbeat statements that succeeded (diagnostics and tests)
 
     # -- on the thread -----------------------------------------------------------------------
 
-    def _run(self) -> None:
-        conn: psycopg.Connection[Any] | None = None
-        failures = 0
-        wait = self._interval
-        try:
-            while not self._stop.wait(wait):
-                if self._loop_closed():
-                    return  # the service's loop ended without a shutdown
-                try:
-                    conn = self._beat(conn)
-                    failures = 0
-                    wait = self._interval
-                except Exception:
-                    failures += 1
-                    logger.error("job heartbeat failed (%d in a row)", failures, exc_info=True)
-                    if conn is not None:
-                        conn.close()
-                    conn = None
-                    wait = min(0.1 * 2**failures, self._interval)
-        finally:
-            if conn is not None:
-                conn.close()
-
-    def _beat(self, conn: psycopg.Connection[Any] | None) -> psycopg.Connection[Any] | None:
-        try:
-            ids = self._live_ids()
-        except RuntimeError:  # changed while being copied: the next tick gets them
-            return conn
-        if not ids:
-            return conn
-        if conn is None or conn.closed:
-            conn = self._connect()
+    def _refresh(self, conn: psycopg.Connection[Any], ids: list[UUID]) -> None:
         conn.execute(q.HEARTBEAT, {"ids": ids, "instance_id": self._instance_id})
-        self.beats += 1
-        return conn
+
+    def _close(self, conn: psycopg.Connection[Any]) -> None:
+        conn.close()
 
     def _connect(self) -> psycopg.Connection[Any]:
         if self._refresh_params is not None and self._loop is not None:
-            future = asyncio.run_coroutine_threadsafe(self._refresh(), self._loop)
+            future = asyncio.run_coroutine_threadsafe(self._new_params(), self._loop)
             try:
                 self._params = future.result(timeout=1.0)
             except Exception:
@@ -108,6 +73,6 @@ class HeartbeatThread(LoopThread):
             self._params.conninfo, **self._params.connect_kwargs(self._connect_timeout)
         )
 
-    async def _refresh(self) -> ConnectParams:
+    async def _new_params(self) -> ConnectParams:
         assert self._refresh_params is not None
         return await self._refresh_params()

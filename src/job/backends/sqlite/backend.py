@@ -50,7 +50,7 @@ from anyio.abc import TaskStatus
 
 from job import _events as ev
 from job._backend import ClaimedRow, LostRow, NewJob, OutcomeWrite
-from job._threads import LoopThread
+from job._threads import HeartbeatLoop, LoopThread
 from job.backends.sqlite import _queries as q
 from job.backends.sqlite._connection import (
     Connection,
@@ -794,15 +794,10 @@ def _same_file(a: str, b: str) -> bool:
 # -- the heartbeat thread --------------------------------------------------------------------
 
 
-class HeartbeatThread(LoopThread):
-    """Refreshes ``alive_at`` of this instance's running rows among ``live_ids()`` every
-    ``interval`` seconds from a thread of its own, whatever the event loop is doing (see
-    ``job.backends.postgres.heartbeat`` for why). It owns its own ``sqlite3`` connection,
-    opened on the first heartbeat with something to refresh; after a failure it closes it and
-    reconnects with backoff (capped at the interval). Stops on :meth:`request_stop`, or by
-    itself once the event loop is closed."""
-
-    thread_name = "job-heartbeat"
+class HeartbeatThread(HeartbeatLoop[sqlite3.Connection]):
+    """Refreshes ``alive_at`` of this instance's running rows from a thread of its own, through
+    its own ``sqlite3`` connection (the loop: ``job._threads.HeartbeatLoop``; why a thread:
+    ``job.backends.postgres.heartbeat``)."""
 
     def __init__(
         self,
@@ -813,46 +808,18 @@ class HeartbeatThread(LoopThread):
         live_ids: Callable[[], list[UUID]],
         interval: float,
     ) -> None:
-        super().__init__()
+        super().__init__(live_ids=live_ids, interval=interval)
         self._path = path
         self._busy_timeout = busy_timeout
         self._instance_id = instance_id
-        self._live_ids = live_ids
-        self._interval = interval
-        self.beats = 0  # heartbeat transactions that committed (diagnostics and tests)
 
-    def _run(self) -> None:
-        db: sqlite3.Connection | None = None
-        failures = 0
-        wait = self._interval
-        try:
-            while not self._stop.wait(wait):
-                if self._loop_closed():
-                    return  # the service's loop ended without a shutdown
-                try:
-                    db = self._beat(db)
-                    failures = 0
-                    wait = self._interval
-                except Exception:
-                    failures += 1
-                    logger.error("job heartbeat failed (%d in a row)", failures, exc_info=True)
-                    if db is not None:
-                        db.close()
-                    db = None
-                    wait = min(0.1 * 2**failures, self._interval)
-        finally:
-            if db is not None:
-                db.close()
+    def _connect(self) -> sqlite3.Connection:
+        return connect(self._path, self._busy_timeout, check_same_thread=True)
 
-    def _beat(self, db: sqlite3.Connection | None) -> sqlite3.Connection | None:
-        try:
-            ids = self._live_ids()
-        except RuntimeError:  # changed while being copied: the next tick gets them
-            return db
-        if not ids:
-            return db
-        if db is None:
-            db = connect(self._path, self._busy_timeout, check_same_thread=True)
-        run_in_transaction(db, q.BEGIN_IMMEDIATE, lambda c: _heartbeat(c, ids, self._instance_id))
-        self.beats += 1
-        return db
+    def _refresh(self, conn: sqlite3.Connection, ids: list[UUID]) -> None:
+        run_in_transaction(
+            conn, q.BEGIN_IMMEDIATE, lambda c: _heartbeat(c, ids, self._instance_id)
+        )
+
+    def _close(self, conn: sqlite3.Connection) -> None:
+        conn.close()
