@@ -241,7 +241,7 @@ class Server:
     def __init__(self, dsn: str | None) -> None:
         self.local: Any = None
         if dsn is None:
-            from job._localpg import LocalPostgres
+            from job.testing._localpg import LocalPostgres
 
             self.local = LocalPostgres(max_connections=200).start()
             dsn = self.local.dsn()
