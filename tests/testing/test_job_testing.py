@@ -42,8 +42,9 @@ async def test_drain_runs_what_is_due_and_reports_each_job(make_jobs, manual_clo
     jobs = await make_jobs(clock=clock)
     spawner = jobs.add_initializer(FnInitializer("drained", flaky, retry=NO_JITTER))
     await jobs.start_poll()
-    due = await spawner.spawn_many([Cfg(n=n) for n in (0, 1, 2)])
     later = await spawner.spawn(Cfg(n=0), delay=timedelta(hours=1))
+    # Nothing awaits between this spawn's wake-up and drain(): drain sees every run.
+    due = await spawner.spawn_many([Cfg(n=n) for n in (0, 1, 2)])
 
     first = await drain(jobs)
     assert first.runs == 3

@@ -85,7 +85,10 @@ async def drain(jobs: Jobs, *, timeout: float = 30.0) -> DrainResult:
     """Run every job that is due now (on the service's clock) and wait until all their
     outcomes are stored; then return them.
 
-    Jobs that become due while draining (``RescheduleNow``, a retry with no backoff) run too;
+    The poller keeps running meanwhile, so drain reports the runs that start while it drains
+    and those already in progress when it is called; a job that ran to its end before the
+    call is not reported (``jobs.find`` it). Jobs that become due while draining
+    (``RescheduleNow``, a retry with no backoff) run too;
     a retry scheduled later waits for the clock to reach it (advance a manual clock, then
     drain again). Needs a polling service (``start_poll()``). Raises ``JobError`` if the
     jobs do not settle within ``timeout`` wall-clock seconds (a job that reschedules itself
@@ -94,8 +97,9 @@ async def drain(jobs: Jobs, *, timeout: float = 30.0) -> DrainResult:
     dispatcher, writer = jobs._dispatcher, jobs._writer
     if dispatcher is None or writer is None:
         raise NotStartedError("drain() needs a polling service: call jobs.start_poll() first")
-    ran: dict[UUID, None] = {}
-    started_before = dispatcher.started_total
+    # Runs already in progress count too (the poller may have claimed them before the call).
+    ran: dict[UUID, None] = dict.fromkeys(dispatcher.live_ids)
+    started_before = dispatcher.started_total - len(ran)
 
     def observe(row: ClaimedRow) -> None:
         ran[row.id] = None
