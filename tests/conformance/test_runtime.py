@@ -1,23 +1,28 @@
-"""The running service: concurrency limits, the runner's transaction, wake-ups, shutdown."""
+"""The running service: concurrency limits, the runner's transaction, wake-ups, shutdown.
+
+On both backends. PostgreSQL's own machinery that used to live here moved to
+tests/backends/postgres/: row locks (test_pg_locking), the NOTIFY publish (test_pg_notify), an
+application's own pool (test_pg_pool).
+"""
 
 from __future__ import annotations
 
 import time
 from datetime import timedelta
+from uuid import UUID
 
 import anyio
 import anyio.lowlevel
-import psycopg
 import pytest
 
 from job import Complete, JobState, NotStartedError, RetrySettings
 from job.testing import wait_for_poll
-from tests.support import Cfg, FnInitializer, complete, execute
+from tests.support import Cfg, FnInitializer, complete
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_max_jobs_per_process_bounds_concurrency(make_jobs, db_dsn):
+async def test_max_jobs_per_process_bounds_concurrency(make_jobs, job_database):
     """With max 2 (min 1), a backlog of 8 runs two at a time: while two runs are held, more
     polls claim nothing more (in memory and in the database); then the backlog drains."""
     active = 0
@@ -48,28 +53,12 @@ async def test_max_jobs_per_process_bounds_concurrency(make_jobs, db_dsn):
         for _ in range(3):
             await wait_for_poll(jobs)
         assert (active, jobs.running_count, len(held)) == (2, 2, 2 * wave)
-        rows = await execute(db_dsn, "SELECT count(*) FROM job_executions WHERE state = 'running'")
-        assert rows == [(2,)]
+        assert await job_database.count_in_state("running") == 2
         for release in held[-2:]:
             release.set()
     for job in created:
         await jobs.await_completion(job.id, timeout=20)
     assert peak == 2
-
-
-async def test_claim_skips_rows_locked_by_another_worker(make_jobs, db_dsn):
-    """A due row locked by someone else is skipped (SKIP LOCKED), later rows still run."""
-    jobs = await make_jobs()
-    spawner = jobs.add_initializer(FnInitializer("locked", complete))
-    first = await spawner.spawn(Cfg(n=1))
-    second = await spawner.spawn(Cfg(n=2))
-    async with await psycopg.AsyncConnection.connect(db_dsn) as locker:
-        await locker.execute("SELECT 1 FROM job_executions WHERE id = %s FOR UPDATE", (first.id,))
-        await jobs.start_poll()
-        assert (await jobs.await_completion(second.id, timeout=10)).is_terminal
-        assert (await jobs.find(first.id)).state is JobState.PENDING
-    await wait_for_poll(jobs)
-    assert (await jobs.await_completion(first.id, timeout=10)).is_terminal
 
 
 async def test_two_services_share_work_without_running_a_job_twice(make_jobs):
@@ -109,48 +98,35 @@ async def test_notification_wakes_another_process_promptly(make_jobs):
     assert time.monotonic() - started < 5
 
 
-async def test_a_failing_notification_never_fails_a_committed_spawn(
-    make_pg_jobs, manual_clock, monkeypatch
-):
-    """The post-commit wake-up is best effort: if publishing fails, spawn still succeeds, and
-    the job still runs: the poller's max_poll_wait timer is the backstop.
-
-    The spawn comes from another service (so no local wake-up reaches the worker), and the
-    worker's clock is manual: it can only find the job when its poll timer fires, which
-    happens exactly when the clock is moved by max_poll_wait. PostgreSQL only: SQLite has no
-    post-commit publish (other processes see the commit through PRAGMA data_version)."""
-    from job.backends.postgres.repository import Repository
-
-    clock, controller = manual_clock
-    attempts = anyio.Event()
-
-    async def broken_notify(self, *args, **kwargs):
-        attempts.set()
-        raise psycopg.OperationalError("notify is down")
-
-    worker = await make_pg_jobs(clock=clock, max_poll_wait=timedelta(seconds=60))
-    worker.add_initializer(FnInitializer("nonotify", complete))
-    await worker.start_poll()
-    await wait_for_poll(worker)  # now asleep until the clock reaches +60 s
-    producer = await make_pg_jobs(clock=clock)
-    spawner = producer.add_initializer(FnInitializer("nonotify", complete))
-    monkeypatch.setattr(Repository, "notify", broken_notify)
-    job = await spawner.spawn(Cfg())  # committed; the publish fails afterwards
-    with anyio.fail_after(10):
-        await attempts.wait()
-    assert (await producer.find(job.id)).state is JobState.PENDING
-    await controller.advance(timedelta(seconds=60))
-    assert (await worker.await_completion(job.id, timeout=10)).state is JobState.COMPLETED
+async def create_ledger(job_database) -> None:
+    """A business table ``ledger (job_id, attempt)`` in the test database."""
+    column = "uuid" if job_database.name == "postgres" else "TEXT"
+    await job_database.sql(f"CREATE TABLE ledger (job_id {column}, attempt int)")
 
 
-async def test_runner_transaction_commits_with_the_outcome(make_jobs, db_dsn):
-    """Writes made through current_job.transaction() commit together with Complete, and roll
-    back together with a failure (the retry then sees a clean slate)."""
-    await execute(db_dsn, "CREATE TABLE ledger (job_id uuid, attempt int)")
-
-    async def run(current):
+async def write_ledger(current) -> None:
+    """One ledger row for this run, inside the runner's transaction (each backend's own)."""
+    if current.backend_name == "postgres":
         conn = await current.transaction()
         await conn.execute("INSERT INTO ledger VALUES (%s, %s)", (current.id, current.attempt))
+    else:
+        tx = await current.sqlite_transaction()
+        await tx.execute("INSERT INTO ledger VALUES (?, ?)", (str(current.id), current.attempt))
+
+
+async def read_ledger(job_database) -> list[tuple[UUID, int]]:
+    rows = await job_database.sql("SELECT job_id, attempt FROM ledger")
+    return [(UUID(str(job_id)), attempt) for job_id, attempt in rows]
+
+
+async def test_runner_transaction_commits_with_the_outcome(make_jobs, job_database):
+    """Writes made through the runner's transaction (current_job.transaction() /
+    sqlite_transaction()) commit together with Complete, and roll back together with a
+    failure (the retry then sees a clean slate)."""
+    await create_ledger(job_database)
+
+    async def run(current):
+        await write_ledger(current)
         if current.attempt == 1:
             raise RuntimeError("fail after writing")
         return Complete()
@@ -163,7 +139,7 @@ async def test_runner_transaction_commits_with_the_outcome(make_jobs, db_dsn):
     job = await spawner.spawn(Cfg())
     done = await jobs.await_completion(job.id, timeout=10)
     assert done.state is JobState.COMPLETED
-    assert await execute(db_dsn, "SELECT job_id, attempt FROM ledger") == [(job.id, 2)]
+    assert await read_ledger(job_database) == [(job.id, 2)]
 
 
 async def test_shutdown_lets_cooperative_runners_finish(make_jobs):
@@ -214,11 +190,11 @@ async def test_shutdown_cancels_a_hung_runner_and_hands_the_job_back(make_jobs):
         await spawner.spawn(Cfg())
 
 
-async def test_async_context_manager_lifecycle(db_dsn):
+async def test_async_context_manager_lifecycle(job_database):
     from job import Jobs
     from tests.fixtures.service import make_config
 
-    async with Jobs(make_config(db_dsn)) as jobs:
+    async with Jobs(make_config(job_database)) as jobs:
         spawner = jobs.add_initializer(FnInitializer("ctx", complete))
         await jobs.start_poll()
         job = await spawner.spawn(Cfg())
@@ -227,14 +203,11 @@ async def test_async_context_manager_lifecycle(db_dsn):
         await jobs.find(job.id)
 
 
-async def test_claims_never_outrun_a_stalled_outcome_writer(make_jobs, db_dsn, monkeypatch):
+async def test_claims_never_outrun_a_stalled_outcome_writer(make_jobs, job_database, monkeypatch):
     """Regression: runs free their slot before their outcome is written, but while writes are
     stalled the poller must stop claiming; one worker must not claim the whole backlog."""
-    from job.backends.postgres.repository import Repository
-
     gate = anyio.Event()
     stalled = anyio.Event()
-    original = Repository.apply_outcomes
 
     async def stalled_apply(self, writes, now, conn=None):
         stalled.set()
@@ -242,44 +215,17 @@ async def test_claims_never_outrun_a_stalled_outcome_writer(make_jobs, db_dsn, m
         return await original(self, writes, now, conn)
 
     jobs = await make_jobs(max_jobs_per_process=10, min_jobs_per_process=5)
+    backend_type = type(jobs._backend)  # PostgresBackend's repository or SqliteBackend
+    original = backend_type.apply_outcomes
     spawner = jobs.add_initializer(FnInitializer("stall", complete))
     created = await spawner.spawn_many([Cfg(n=i) for i in range(300)])
-    monkeypatch.setattr(Repository, "apply_outcomes", stalled_apply)
+    monkeypatch.setattr(backend_type, "apply_outcomes", stalled_apply)
     await jobs.start_poll()
     await stalled.wait()
     for _ in range(5):
         await wait_for_poll(jobs)
-    (claimed,) = await execute(
-        db_dsn, "SELECT count(*) FROM job_executions WHERE state = 'running'"
-    )
-    assert claimed[0] <= 20  # at most max_jobs running + max_jobs awaiting their write
+    claimed = await job_database.count_in_state("running")
+    assert claimed <= 20  # at most max_jobs running + max_jobs awaiting their write
     gate.set()
     for job in created:
         await jobs.await_completion(job.id, timeout=30)
-
-
-async def test_a_callers_pool_without_autocommit_works_end_to_end(db_dsn):
-    """With an application's own pool (connections not in autocommit), spawning, claiming,
-    outcomes and the runner transaction all commit; the service leaves the pool open."""
-    from psycopg_pool import AsyncConnectionPool
-
-    from job import Jobs, JobSvcConfig
-
-    await execute(db_dsn, "CREATE TABLE pool_effects (job_id uuid)")
-
-    async def run(current):
-        conn = await current.transaction()
-        await conn.execute("INSERT INTO pool_effects VALUES (%s)", (current.id,))
-        return Complete()
-
-    async with AsyncConnectionPool(db_dsn, min_size=2, max_size=6, open=False) as pool:
-        async with Jobs(JobSvcConfig(), pool=pool) as jobs:
-            spawner = jobs.add_initializer(FnInitializer("ownpool", run))
-            await jobs.start_poll()
-            created = await spawner.spawn_many([Cfg(n=i) for i in range(5)])
-            for job in created:
-                done = await jobs.await_completion(job.id, timeout=10)
-                assert done.state is JobState.COMPLETED
-        assert not pool.closed
-    rows = await execute(db_dsn, "SELECT count(*) FROM pool_effects")
-    assert rows == [(5,)]
