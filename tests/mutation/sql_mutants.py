@@ -1,4 +1,4 @@
-"""Scripted SQL mutants of ``src/job/queries.sql``, each run against the real database.
+"""Scripted SQL mutants of the Postgres backend's ``queries.sql``, each run against the database.
 
     python -m tests.mutation.sql_mutants            # every mutant
     python -m tests.mutation.sql_mutants --list     # what each one changes, and its tests
@@ -27,12 +27,14 @@ from pathlib import Path
 
 from tests.mutation._copy import check_imports_copy, copy_env, project_copy, run_pytest
 
-QUERIES = Path("src/job/queries.sql")
+QUERIES = Path("src/job/backends/postgres/queries.sql")
+# The conformance tests run once per backend; these mutants change the PostgreSQL SQL only.
+POSTGRES_ONLY = ("-k", "not sqlite")
 INNER_ORDER = "ORDER BY e.execute_at, e.id\n        LIMIT"  # claim_jobs: the per-type probe
 OUTER_ORDER = "FROM candidates ORDER BY execute_at, id LIMIT"  # claim_jobs: across types
 
-ORDER = "tests/integration/test_claim_order.py"
-LIVENESS = "tests/integration/test_liveness.py"
+ORDER = "tests/conformance/test_claim_order.py"
+LIVENESS = "tests/conformance/test_liveness.py"
 HEARTBEAT = f"{LIVENESS}::test_heartbeats_keep_a_long_healthy_job_alive"
 FENCE = [
     f"{LIVENESS}::test_late_outcome_of_a_reclaimed_run_is_fenced_off",
@@ -50,7 +52,7 @@ class Mutant:
 
 
 UNREADABLE = (
-    "tests/integration/test_hardening.py::"
+    "tests/conformance/test_hardening.py::"
     "test_an_unreadable_row_is_isolated_and_the_worker_moves_on"
 )
 
@@ -86,7 +88,9 @@ MUTANTS = [
         "claim_no_skip_locked",
         "claim: FOR UPDATE without SKIP LOCKED (waits on rows another worker locks)",
         (("FOR UPDATE SKIP LOCKED\n    ) AS c", "FOR UPDATE\n    ) AS c"),),
-        ("tests/integration/test_runtime.py::test_claim_skips_rows_locked_by_another_worker",),
+        (
+            "tests/backends/postgres/test_pg_locking.py::test_claim_skips_rows_locked_by_another_worker",
+        ),
     ),
     Mutant(
         "outcome_fence_dropped",
@@ -200,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         original = target.read_text()
         baseline_tests = sorted({t for m in selected for t in m.tests})
         print(f"baseline: {len(baseline_tests)} test selection(s) on the unmutated copy")
-        base = run_pytest(copy, baseline_tests, env=env)
+        base = run_pytest(copy, [*POSTGRES_ONLY, *baseline_tests], env=env)
         if base.returncode != 0:
             print(base.stdout[-4000:], base.stderr[-2000:])
             print("baseline failed: fix the tests (or wait for src to settle) first")
@@ -212,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             target.write_text(mutated)
             began = time.monotonic()
-            result = run_pytest(copy, m.tests, env=env)
+            result = run_pytest(copy, [*POSTGRES_ONLY, *m.tests], env=env)
             secs = time.monotonic() - began
             target.write_text(original)
             if result.returncode == 0:
