@@ -1,0 +1,187 @@
+"""Queues across real worker processes: three workers (``tests.acceptance.queue_worker``) on
+one database, 60 jobs of two types spread over five queue ids, spawned in one transaction with
+increasing due times (all due already).
+
+Every run records its start and its end (a shared monotonic sequence, see the worker). The
+test asserts, per queue id: each start is followed by that run's own end before the queue's
+next start (never two running at once, across processes and types), and the runs follow the
+spawn order. Every job runs exactly once; more than one process takes part.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from job import Jobs, JobSpec, JobSvcConfig
+from tests.acceptance._harness import Proc, figures
+from tests.acceptance.queue_worker import (
+    JOB_TYPES,
+    PG_DDL,
+    SQLITE_DDL,
+    QueueWork,
+    QueueWorkInitializer,
+)
+
+N_WORKERS = 3
+QUEUES = [f"queue-{i}" for i in range(5)]
+N_JOBS = 60
+
+
+class Target:
+    """The shared database, whichever backend: worker arguments, a config, raw reads."""
+
+    def __init__(self, backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+        self.backend = backend
+        if backend == "postgres":
+            self.dsn: str | None = request.getfixturevalue("db_dsn")
+            self.path: Path | None = None
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute(PG_DDL)
+        else:
+            self.dsn = None
+            self.path = tmp_path / "queues.sqlite3"
+
+    def worker_args(self) -> list[str]:
+        return ["--dsn", self.dsn] if self.dsn is not None else ["--sqlite", str(self.path)]
+
+    def config(self) -> JobSvcConfig:
+        if self.dsn is not None:
+            return JobSvcConfig(pg_con=self.dsn, exec_migrations=False)
+        return JobSvcConfig(sqlite_path=self.path, exec_migrations=False)
+
+    async def prepare(self) -> None:
+        """Before the workers start: the SQLite file migrated, with its runs table (the
+        PostgreSQL test database is migrated already and got its table in __init__)."""
+        if self.path is None:
+            return
+        config = JobSvcConfig(sqlite_path=self.path)
+        async with await Jobs.init(config) as jobs, jobs.sqlite_transaction() as tx:
+            await tx.execute(SQLITE_DDL)
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.dsn is not None:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                return conn.execute(sql).fetchall()
+        assert self.path is not None
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            return db.execute(sql).fetchall()
+        finally:
+            db.close()
+
+
+@asynccontextmanager
+async def transaction(jobs: Jobs) -> AsyncIterator[Any]:
+    if jobs.backend_name == "postgres":
+        async with jobs.pool.connection() as conn, conn.transaction():
+            yield conn
+    else:
+        async with jobs.sqlite_transaction() as tx:
+            yield tx
+
+
+async def spawn_all(target: Target) -> dict[str, list[int]]:
+    """Spawn the jobs (one transaction, so no worker sees a partial set); returns each queue's
+    job numbers in spawn order. Job n is due at base + n ms, of type qa_x or qa_y by parity."""
+    per_queue: dict[str, list[int]] = defaultdict(list)
+    async with await Jobs.init(target.config()) as jobs:
+        spawners = [jobs.add_initializer(QueueWorkInitializer(t)) for t in JOB_TYPES]
+        base = jobs.clock.now() - timedelta(seconds=10)
+        specs: list[list[JobSpec[QueueWork]]] = [[], []]
+        for n in range(N_JOBS):
+            queue = QUEUES[(n * 7 // 3) % len(QUEUES)]  # queues interleave unevenly
+            per_queue[queue].append(n)
+            specs[n % 2].append(
+                JobSpec(
+                    QueueWork(n=n, queue=queue),
+                    at=base + timedelta(milliseconds=n),
+                    queue_id=queue,
+                )
+            )
+        async with transaction(jobs) as conn:
+            for spawner, batch in zip(spawners, specs, strict=True):
+                await spawner.spawn_many(batch, conn=conn)
+    return per_queue
+
+
+def wait_drained(target: Target, workers: list[Proc], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        ((live,),) = target.query("SELECT count(*) FROM job_executions")
+        if live == 0:
+            return
+        dead = [w.describe() for w in workers if not w.alive()]
+        assert not dead, "\n".join(dead)
+        assert time.monotonic() < deadline, f"{live} job(s) still live after {timeout}s"
+        time.sleep(0.1)
+
+
+async def stop(workers: list[Proc]) -> list[int]:
+    for worker in workers:
+        if worker.alive():
+            worker.terminate()
+    return [await worker.wait_exit(timeout=20) for worker in workers]
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", ["postgres", "sqlite"])
+async def test_queues_serialize_runs_across_worker_processes_in_spawn_order(
+    backend, request, tmp_path
+):
+    target = Target(backend, request, tmp_path)
+    await target.prepare()
+    workers = [
+        Proc(f"worker-{i}", "tests.acceptance.queue_worker", target.worker_args(),
+             tmp_path / f"worker-{i}.log")
+        for i in range(N_WORKERS)
+    ]  # fmt: skip
+    started = time.monotonic()
+    try:
+        for worker in workers:
+            await worker.wait_for_line(lambda line: line == "READY", timeout=30)
+        per_queue_spawned = await spawn_all(target)
+        wait_drained(target, workers, timeout=60)
+        took = time.monotonic() - started
+    finally:
+        codes = await stop(workers)
+        for worker in workers:
+            worker.close()
+    assert codes == [0] * N_WORKERS, "\n".join(w.describe() for w in workers)
+
+    rows = target.query("SELECT seq, queue, n, kind, pid, attempt FROM queue_runs ORDER BY seq")
+    by_queue: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for _, queue, n, kind, _, _ in rows:
+        by_queue[queue].append((kind, n))
+    overlaps = {}
+    for queue, events in by_queue.items():
+        expected = [(kind, n) for n in [e[1] for e in events[::2]] for kind in ("start", "end")]
+        if events != expected:
+            overlaps[queue] = events
+    assert overlaps == {}, f"two runs of one queue overlapped: {overlaps}"
+    ran_in_order = {
+        q: [n for kind, n in events if kind == "start"] for q, events in by_queue.items()
+    }
+    assert ran_in_order == per_queue_spawned
+    starts = [r for r in rows if r[3] == "start"]
+    assert sorted(r[2] for r in starts) == list(range(N_JOBS))  # each job ran exactly once
+    assert {r[5] for r in starts} == {1}
+    pids = {r[4] for r in starts}
+    assert len(pids) >= 2, f"only one worker ran jobs: {pids}"
+    assert target.query("SELECT count(*) FROM jobs") == [(N_JOBS,)]
+    figures(
+        f"queues/{backend}",
+        {"jobs": N_JOBS, "queues": len(QUEUES), "workers": N_WORKERS, "secs": round(took, 2),
+         "runs_per_pid": sorted(sum(1 for r in starts if r[4] == p) for p in pids)},
+    )  # fmt: skip
