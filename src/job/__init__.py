@@ -17,13 +17,16 @@ from job.errors import (
     JobConfigError,
     JobError,
     JobNotFoundError,
+    JobReclaimedError,
     JobTimeoutError,
     MigrationError,
     NotStartedError,
     RegistryClosedError,
     RunTimeoutError,
     ScheduleError,
+    ServiceShutdownError,
 )
+from job.handles import JobHandle, JobHandles, JobOutcome
 from job.outcome import (
     Complete,
     JobCompletion,
@@ -35,10 +38,11 @@ from job.outcome import (
 from job.retry import RetryDecision, RetrySettings
 from job.runner import JobInitializer, JobRunner
 from job.service import Jobs
-from job.spawner import JobSpawner, JobSpec, UniqueSpawn
+from job.spawner import BulkSpawnResult, JobSpawner, JobSpec, UniqueSpawn
 
 __all__ = [
     "BackendMismatchError",
+    "BulkSpawnResult",
     "ClockController",
     "ClockHandle",
     "Complete",
@@ -51,10 +55,14 @@ __all__ = [
     "JobConfigError",
     "JobError",
     "JobEvent",
+    "JobHandle",
+    "JobHandles",
     "JobId",
     "JobInitializer",
     "JobNotFoundError",
+    "JobOutcome",
     "JobPollerConfig",
+    "JobReclaimedError",
     "JobRunner",
     "JobSpawner",
     "JobSpec",
@@ -73,6 +81,7 @@ __all__ = [
     "RetrySettings",
     "RunTimeoutError",
     "ScheduleError",
+    "ServiceShutdownError",
     "UniqueSpawn",
     "new_job_id",
 ]

@@ -46,6 +46,10 @@ class NewJob:
     id: UUID
     config_json: str
     execute_at: datetime
+    #: At most one job of a queue runs at a time (across types and workers).
+    queue_id: str | None = None
+    #: Skip this job if a live job of its type holds the key (``JobSpec.dedup_key``).
+    dedup_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,9 @@ class ClaimedRow:
     claim_token: UUID
     config_json: str
     tracing: dict[str, str] | None
+    queue_id: str | None = None
+    #: The runner's last checkpoint (JSON text), if any.
+    execution_state_json: str | None = None
 
 
 @dataclass(slots=True)
@@ -76,6 +83,8 @@ class OutcomeWrite:
     execute_at: datetime | None
     attempt: int
     events: list[dict[str, Any]]
+    #: The run's queue, if any: the writer wakes the queue's next job once this is written.
+    queue_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +137,11 @@ class Backend(Protocol):
         now: datetime,
         tracing: dict[str, str] | None,
         conn: object | None = None,
-    ) -> None:
-        """Insert jobs (pending) all or none; ``DuplicateJobError`` if an id is taken."""
+    ) -> set[UUID]:
+        """Insert jobs (pending) all or none; ``DuplicateJobError`` if an id is taken.
+
+        A job with a ``dedup_key`` held by a live job of ``job_type`` (or by an earlier job of
+        the same call) is skipped. Returns the ids inserted."""
 
     async def insert_unique_job(
         self,
@@ -139,14 +151,51 @@ class Backend(Protocol):
         now: datetime,
         tracing: dict[str, str] | None,
         conn: object | None = None,
+        *,
+        inherits_state: bool = False,
     ) -> UUID:
         """Insert unless a live job of (job_type, unique_key) exists; returns the id of the
-        live holder (``job.id`` if inserted). Safe against concurrent callers."""
+        live holder (``job.id`` if inserted). Safe against concurrent callers. With
+        ``inherits_state`` the new job starts from the key's retained checkpoint, and its own
+        last checkpoint is retained for the next generation when it ends."""
+
+    async def insert_resident_job(
+        self,
+        job_type: str,
+        job: NewJob,
+        now: datetime,
+        tracing: dict[str, str] | None,
+        conn: object | None = None,
+    ) -> UUID:
+        """The type's one resident job: inserted now, or the existing one's id."""
+
+    async def find_resident_job(self, job_type: str) -> UUID | None:
+        """The id of the type's resident job, if it was ever spawned."""
+
+    async def find_keyed_job(self, job_type: str, key: str) -> UUID | None:
+        """The live job holding (job_type, key), else the newest one that held it."""
+
+    async def update_execution_state(
+        self, job_id: UUID, claim_token: UUID, state_json: str, conn: object | None = None
+    ) -> bool:
+        """Store a run's checkpoint, fenced by its claim token; False if the fence failed."""
 
     # -- polling -----------------------------------------------------------------------------
 
-    async def claim(self, job_types: Sequence[str], limit: int, now: datetime) -> list[ClaimedRow]:
-        """Claim up to ``limit`` due pending jobs, oldest (execute_at, id) first."""
+    async def claim(
+        self,
+        job_types: Sequence[str],
+        limit: int,
+        now: datetime,
+        limits: Sequence[int] | None = None,
+    ) -> list[ClaimedRow]:
+        """Claim up to ``limit`` due pending jobs, oldest (execute_at, id) first, at most
+        ``limits[i]`` of ``job_types[i]`` if given (per-type caps). A queued job is claimed
+        only if no job of its queue runs and none older of it is pending; never two of one
+        queue at once."""
+
+    async def next_in_queues(self, queue_ids: Sequence[str]) -> set[str]:
+        """The job types of the next pending job of each of these queues (to wake them)."""
 
     async def next_due_at(self, job_types: Sequence[str], now: datetime) -> datetime | None:
         """The earliest future due time of a pending job of these types (None: none)."""
@@ -197,6 +246,10 @@ class Backend(Protocol):
         """A job of ``job_type`` was committed by us: wake other processes' pollers (a hint,
         best effort, never raises)."""
 
+    def announce_terminal(self) -> None:
+        """Jobs we wrote reached a terminal state: tell other processes' completion waiters
+        to re-check (a hint, best effort, never raises; repeated calls may be coalesced)."""
+
     async def announce_in(self, conn: object, job_type: str) -> None:
         """The same, inside the caller's transaction (delivered only if it commits)."""
 
@@ -212,9 +265,11 @@ class Backend(Protocol):
         attempt_timeout: float,
         *,
         task_status: TaskStatus[None],
+        on_terminal: Callable[[], None] = lambda: None,
     ) -> None:
         """Call ``on_ready(job_type)`` when another process announces a job (``None``: a job
-        of any type may be ready). Reports started after its first connection attempt."""
+        of any type may be ready), and ``on_terminal()`` when it announces finished jobs.
+        Reports started after its first connection attempt."""
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import anyio
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
+from job import _events as ev
 from job import _telemetry as tel
 from job import _transitions as transitions
 from job._backend import Backend, ClaimedRow, OutcomeWrite
@@ -27,7 +28,7 @@ from job._outcomes import OutcomeRejectedError, OutcomeWriter, WriteResult
 from job._registry import Registry
 from job._transitions import Failure
 from job.clock import ClockHandle
-from job.current import CurrentJob
+from job.current import _UNSET, CurrentJob
 from job.errors import RunTimeoutError, ScheduleError
 from job.outcome import (
     Complete,
@@ -123,8 +124,13 @@ class Dispatcher:
         self._on_rescheduled = on_rescheduled
         self._on_finished = on_finished
         self._live: dict[UUID, int] = {}
+        # claim token -> the value a run passed to CurrentJob.set_result, until its outcome
+        # (whatever it is) is written with it.
+        self._results: dict[UUID, Any] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.running = 0  # runs in progress (the capacity max_jobs_per_process bounds)
+        #: Runs in progress per job type (per-type caps read it).
+        self.running_by_type: dict[str, int] = {}
         self.started_total = 0  # runs started since the service began (job.testing.drain)
         #: Called with each claimed row as its run starts (job.testing observes runs here).
         self.observers: list[Callable[[ClaimedRow], None]] = []
@@ -145,6 +151,7 @@ class Dispatcher:
         (bench/README.md), and shutdown needs per-run cancellation with a bound anyway.
         """
         self.running += 1
+        self.running_by_type[row.job_type] = self.running_by_type.get(row.job_type, 0) + 1
         self.started_total += 1
         for observe in self.observers:
             observe(row)
@@ -191,6 +198,7 @@ class Dispatcher:
             if not released:
                 released = True
                 self.running -= 1
+                self.running_by_type[row.job_type] -= 1
                 self.writing += 1
                 if self.running == 0:
                     self._idle.set()
@@ -199,6 +207,7 @@ class Dispatcher:
         try:
             await self._execute(row, traced, release_slot)
         finally:
+            self._results.pop(row.claim_token, None)
             release_slot()
             self.writing -= 1
             count = self._live.pop(row.id, 1) - 1
@@ -260,8 +269,14 @@ class Dispatcher:
                     clock=self._clock,
                     backend=self._backend,
                     shutdown=self._shutdown,
+                    queue_id=row.queue_id,
+                    claim_token=row.claim_token,
+                    execution_state_json=row.execution_state_json,
                 )
-                outcome = await _run_with_timeout(runner, current, initializer.timeout())
+                try:
+                    outcome = await _run_with_timeout(runner, current, initializer.timeout())
+                finally:
+                    self._keep_result(row, current)
             except BaseException as exc:
                 if current is not None:
                     with anyio.CancelScope(shield=True):
@@ -337,6 +352,7 @@ class Dispatcher:
         """
         tx = current._open_transaction
         assert tx is not None
+        self._with_result(row, write)
         try:
             applied = (row.id, row.claim_token) in await self._backend.apply_outcomes(
                 [write], self._clock.now(), conn=tx.connection
@@ -354,6 +370,8 @@ class Dispatcher:
                 self._on_terminal([row.id])
             else:
                 self._on_rescheduled()
+            if write.queue_id is not None:
+                await self._writer.wake_queues([write.queue_id])
         return applied
 
     async def _submit(
@@ -365,6 +383,7 @@ class Dispatcher:
     ) -> None:
         """Hand a write to the batched writer. If the database refuses this one item, its run
         is recorded as a failed attempt saying why (the rest of its batch is unaffected)."""
+        self._with_result(row, write)
         try:
             self._log_unwritten(row, await self._writer.submit(write))
         except OutcomeRejectedError as exc:
@@ -415,6 +434,7 @@ class Dispatcher:
             await self._write_failure(row, write)
 
     async def _write_failure(self, row: ClaimedRow, write: OutcomeWrite) -> None:
+        self._with_result(row, write)
         try:
             self._log_unwritten(row, await self._writer.submit(write))
         except OutcomeRejectedError:
@@ -428,6 +448,18 @@ class Dispatcher:
                 exc_info=True,
                 extra={"job_id": str(row.id), "job_type": row.job_type},
             )
+
+    def _keep_result(self, row: ClaimedRow, current: CurrentJob[Any]) -> None:
+        value = current._result_value
+        if value is not _UNSET:
+            self._results[row.claim_token] = value
+
+    def _with_result(self, row: ClaimedRow, write: OutcomeWrite) -> None:
+        """Put the run's result (if it set one) first among the events its outcome appends.
+        Only once: a refused outcome is retried as a failure that carries it instead."""
+        value = self._results.pop(row.claim_token, _UNSET)
+        if value is not _UNSET:
+            write.events.insert(0, ev.result_updated(row.attempt, value))
 
     def _log_unwritten(self, row: ClaimedRow, result: WriteResult) -> None:
         # FAILED was already logged by the writer, with the database error.

@@ -8,7 +8,7 @@ their names are also spelled in the frozen first migration of each backend.
 ============================  ======================================================
 type                          data
 ============================  ======================================================
-``initialized``               ``job_type``, ``unique_key`` (if any)
+``initialized``               ``job_type``, ``unique_key``, ``queue_id`` (if any)
 ``execution_scheduled``       ``attempt``, ``scheduled_at`` (ISO 8601)
 ``execution_completed``       ``attempt``
 ``execution_errored``         ``attempt``, ``error``, ``error_type``, ``level``,
@@ -16,6 +16,8 @@ type                          data
 ``attempt_counter_reset``     (empty): the retry window was quiet long enough
 ``execution_lost``            ``attempt``, ``poller_instance_id``, ``stalled_secs``
 ``execution_aborted``         ``attempt``, ``reason`` (shutdown hand-back)
+``result_updated``            ``attempt``, ``value``: the JSON value of
+                              ``CurrentJob.set_result`` (the latest is the result)
 ``job_completed``             ``state``: ``completed`` or ``errored`` (always last)
 ============================  ======================================================
 
@@ -34,10 +36,13 @@ EXECUTION_ERRORED: Final = "execution_errored"
 ATTEMPT_COUNTER_RESET: Final = "attempt_counter_reset"
 EXECUTION_LOST: Final = "execution_lost"
 EXECUTION_ABORTED: Final = "execution_aborted"
+RESULT_UPDATED: Final = "result_updated"
 JOB_COMPLETED: Final = "job_completed"
 
 #: The wake-up hint: a job of ``job_type`` (or, without one, of any type) may be ready.
 EXECUTION_READY: Final = "execution_ready"
+#: The completion hint: some job reached a terminal state (completion waiters re-check).
+JOB_TERMINAL: Final = "job_terminal"
 
 #: Events that end one run (the demo and the dashboard count runs by them).
 RUN_ENDINGS: Final = frozenset(
@@ -51,11 +56,15 @@ def _event(type_: str, **data: Any) -> Event:
     return {"type": type_, "data": data}
 
 
-def initialized(job_type: str, unique_key: str | None) -> dict[str, Any]:
+def initialized(
+    job_type: str, unique_key: str | None, queue_id: str | None = None
+) -> dict[str, Any]:
     """The data of a job's first event."""
     data: dict[str, Any] = {"job_type": job_type}
     if unique_key is not None:
         data["unique_key"] = unique_key
+    if queue_id is not None:
+        data["queue_id"] = queue_id
     return data
 
 
@@ -90,6 +99,18 @@ def lost(attempt: int, lost_by: str | None, stalled_secs: float) -> Event:
 
 def aborted(attempt: int, reason: str) -> Event:
     return _event(EXECUTION_ABORTED, attempt=attempt, reason=reason)
+
+
+def result_updated(attempt: int, value: Any) -> Event:
+    return _event(RESULT_UPDATED, attempt=attempt, value=value)
+
+
+def latest_result(events: Any) -> Any:
+    """The value of the latest ``result_updated`` event of a history (None: never set)."""
+    for event in reversed(events):
+        if event.type == RESULT_UPDATED:
+            return event.data.get("value")
+    return None
 
 
 def job_completed(state: str) -> Event:

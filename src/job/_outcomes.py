@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
@@ -64,8 +64,10 @@ class OutcomeWriter:
         on_terminal: Callable[[list[UUID]], None],
         on_rescheduled: Callable[[], None],
         *,
+        on_ready: Callable[[str], None] = lambda job_type: None,
         give_up_after: timedelta = timedelta(minutes=5),
     ) -> None:
+        self._on_ready = on_ready
         self._backend = backend
         self._clock = clock
         self._on_terminal = on_terminal
@@ -151,6 +153,26 @@ class OutcomeWriter:
             logger.error("job outcome write crashed for %d job(s)", len(batch), exc_info=True)
             return
         self._resolve(batch, applied)
+        await self.wake_queues(
+            p.write.queue_id
+            for p in batch
+            if p.write.queue_id is not None and (p.write.id, p.write.claim_token) in applied
+        )
+
+    async def wake_queues(self, queue_ids: Iterable[str]) -> None:
+        """Queued runs just ended: wake the type of each queue's next job (it may be another
+        type than the one that finished, and run in another process). Best effort: a lost
+        wake-up costs latency (the poller's max_poll_wait), never correctness."""
+        wanted = sorted(set(queue_ids))
+        if not wanted:
+            return
+        try:
+            job_types = await self._backend.next_in_queues(wanted)
+        except Exception:
+            logger.warning("job: could not look up the next jobs of %d queue(s)", len(wanted))
+            return
+        for job_type in sorted(job_types):
+            self._on_ready(job_type)
 
     async def _apply_retrying(self, writes: list[OutcomeWrite]) -> set[tuple[UUID, UUID]]:
         failures = 0

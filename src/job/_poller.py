@@ -129,9 +129,12 @@ class Poller:
         if not self._has_room():
             return max_wait_at  # a finishing run or write wakes us when there is room
         limit = self._config.max_jobs_per_process - self._dispatcher.running
-        job_types = self._registry.job_types
+        job_types, limits = self._demand(limit)
+        if not job_types:  # every type is at its cap: a finishing run wakes us
+            return max_wait_at
+        limit = min(limit, sum(limits))
         with tel.span(tel.SPAN_POLL, attributes={"job.poll.limit": limit}) as span:
-            rows = await self._backend.claim(job_types, limit, now)
+            rows = await self._backend.claim(job_types, limit, now, limits)
             span.set_attribute("job.poll.claimed", len(rows))
         traced = tel.is_enabled()  # once per claim, not per job
         for row in rows:
@@ -140,6 +143,19 @@ class Poller:
             return now
         next_due = await self._backend.next_due_at(job_types, now)
         return max_wait_at if next_due is None else min(next_due, max_wait_at)
+
+    def _demand(self, limit: int) -> tuple[list[str], list[int]]:
+        """The types to claim and how many of each: ``limit``, or a capped type's free
+        slots (types at their cap are left out)."""
+        running = self._dispatcher.running_by_type
+        types, limits = [], []
+        for job_type in self._registry.job_types:
+            cap = self._registry.caps.get(job_type)
+            free = limit if cap is None else min(limit, cap - running.get(job_type, 0))
+            if free > 0:
+                types.append(job_type)
+                limits.append(free)
+        return types, limits
 
     async def _sleep_until(self, deadline: datetime) -> None:
         async with anyio.create_task_group() as tg:

@@ -34,6 +34,8 @@ def check_job_type(job_type: object, owner: str) -> str:
 class Registry:
     def __init__(self) -> None:
         self._initializers: dict[str, JobInitializer[Any]] = {}
+        #: job_type -> max_concurrent_per_process, for the capped types only.
+        self.caps: dict[str, int] = {}
         self._closed = False
 
     def add(self, initializer: JobInitializer[Any]) -> None:
@@ -49,7 +51,15 @@ class Registry:
             )
         if job_type in self._initializers:
             raise ConfigError(f"job type {job_type!r} is already registered")
+        cap = initializer.max_concurrent_per_process()
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ConfigError(
+                f"{type(initializer).__name__}.max_concurrent_per_process() must be None or"
+                f" an int >= 1, got {cap!r}"
+            )
         self._initializers[job_type] = initializer
+        if cap is not None:
+            self.caps[job_type] = cap
 
     def close(self) -> None:
         self._closed = True

@@ -74,7 +74,13 @@ class FailureTransition:
 def _terminal(row: ClaimedRow, events: list[ev.Event]) -> OutcomeWrite:
     """A write that ends the job (completed or errored): its live row goes away."""
     return OutcomeWrite(
-        row.id, row.claim_token, terminal=True, execute_at=None, attempt=row.attempt, events=events
+        row.id,
+        row.claim_token,
+        terminal=True,
+        execute_at=None,
+        attempt=row.attempt,
+        events=events,
+        queue_id=row.queue_id,
     )
 
 
@@ -109,6 +115,7 @@ def rescheduled(row: ClaimedRow, at: datetime) -> OutcomeWrite:
         execute_at=at,
         attempt=1,
         events=[ev.completed(row.attempt), ev.scheduled(1, at)],
+        queue_id=row.queue_id,
     )
 
 
@@ -147,6 +154,7 @@ def failed(
             execute_at=decision.retry_at,
             attempt=decision.next_attempt,
             events=events,
+            queue_id=row.queue_id,
         )
     else:
         events.append(ev.job_completed("errored"))

@@ -1,7 +1,8 @@
 """Callers waiting for jobs to reach a terminal state.
 
-Completions in this process resolve waiters at once; completions elsewhere are found by a
-periodic sweep (one query for all waiters).
+Completions in this process resolve waiters at once. Completions elsewhere are announced by
+the backend's notification path (``poke``: one query for all waiters, at once) and, as the
+backstop, found by a periodic sweep. At shutdown every waiter gets ServiceShutdownError.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from uuid import UUID
 import anyio
 
 from job._backend import Backend
-from job.errors import JobNotFoundError, JobTimeoutError
+from job.errors import JobNotFoundError, JobTimeoutError, ServiceShutdownError
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,21 @@ class CompletionWaiters:
         self._sweep_interval = sweep_interval.total_seconds()
         # job id -> (event set when it is terminal, how many callers wait on it)
         self._waiting: dict[UUID, tuple[anyio.Event, int]] = {}
+        self._poked = anyio.Event()
+        self._closed = False
+        self._aborted: set[anyio.Event] = set()
+
+    def poke(self) -> None:
+        """Another process finished jobs: sweep now rather than at the next interval."""
+        self._poked.set()
+
+    def close(self) -> None:
+        """The service is shutting down: every waiter gets ServiceShutdownError."""
+        self._closed = True
+        for event, _ in self._waiting.values():
+            self._aborted.add(event)  # set by shutdown, not by a completion
+            event.set()
+        self._waiting.clear()
 
     def resolve(self, ids: Iterable[UUID]) -> None:
         for job_id in ids:
@@ -34,6 +50,8 @@ class CompletionWaiters:
 
     async def wait(self, job_id: UUID, timeout: float) -> None:
         """Return once the job is terminal; JobNotFoundError / JobTimeoutError otherwise."""
+        if self._closed:
+            raise ServiceShutdownError(f"the job service shut down; job {job_id} not awaited")
         event, count = self._waiting.get(job_id, (anyio.Event(), 0))
         # Register before checking, so a completion between the check and the wait is seen.
         self._waiting[job_id] = (event, count + 1)
@@ -44,6 +62,10 @@ class CompletionWaiters:
                 return
             with anyio.move_on_after(timeout):
                 await event.wait()
+                if event in self._aborted:
+                    raise ServiceShutdownError(
+                        f"the job service shut down while job {job_id} was awaited"
+                    )
                 return
             raise JobTimeoutError(job_id, timeout)
         finally:
@@ -60,7 +82,9 @@ class CompletionWaiters:
 
     async def run_sweeper(self) -> None:
         while True:
-            await anyio.sleep(self._sweep_interval)
+            with anyio.move_on_after(self._sweep_interval):
+                await self._poked.wait()
+            self._poked = anyio.Event()
             if not self._waiting:
                 continue
             ids = list(self._waiting)

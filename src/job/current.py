@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
 
 import anyio
+import pydantic
 from pydantic import BaseModel
 
-from job.errors import BackendMismatchError
+from job.errors import BackendMismatchError, JobConfigError, JobReclaimedError
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -22,6 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["CurrentJob"]
 
 C = TypeVar("C", bound=BaseModel)
+M = TypeVar("M", bound=BaseModel)
+
+#: Sentinel: set_result was not called in this run.
+_UNSET: Any = object()
 
 
 class CurrentJob(Generic[C]):
@@ -38,7 +44,14 @@ class CurrentJob(Generic[C]):
         clock: ClockHandle,
         backend: Backend,
         shutdown: anyio.Event,
+        queue_id: str | None = None,
+        claim_token: UUID | None = None,
+        execution_state_json: str | None = None,
     ) -> None:
+        self._queue_id = queue_id
+        self._claim_token = claim_token
+        self._state_json = execution_state_json
+        self._result: Any = _UNSET
         self._id = id
         self._job_type = job_type
         self._attempt = attempt
@@ -61,6 +74,11 @@ class CurrentJob(Generic[C]):
     def attempt(self) -> int:
         """1 for the first run; counts failed (and lost) runs since the last reset."""
         return self._attempt
+
+    @property
+    def queue_id(self) -> str | None:
+        """The job's queue, if it was spawned with one."""
+        return self._queue_id
 
     @property
     def config(self) -> C:
@@ -101,6 +119,65 @@ class CurrentJob(Generic[C]):
         """Return when a graceful shutdown begins (race it against long work)."""
         await self._shutdown.wait()
 
+    # -- checkpoints and results --------------------------------------------------------------
+
+    def execution_state(self, model: type[M]) -> M | None:
+        """The job's last checkpoint, validated as ``model`` (None before the first one).
+
+        Loaded when this run was claimed and updated by :meth:`update_execution_state`; kept
+        across retries and reschedules. Raises ``JobConfigError`` if it does not validate.
+        """
+        if self._state_json is None:
+            return None
+        try:
+            return model.model_validate_json(self._state_json)
+        except pydantic.ValidationError as exc:
+            raise JobConfigError(
+                f"execution state of job {self._id} does not validate as {model.__name__}: {exc}"
+            ) from exc
+
+    async def update_execution_state(
+        self, value: BaseModel, *, in_transaction: bool = False
+    ) -> None:
+        """Store a checkpoint now (a later attempt reads it with :meth:`execution_state`).
+
+        The write is fenced by this run's claim: if the job was reclaimed meanwhile (this run
+        is a zombie) nothing is written and ``JobReclaimedError`` is raised. With
+        ``in_transaction=True`` it is written in the runner's transaction instead (see
+        :meth:`transaction`): it commits with the outcome, or rolls back with it.
+        """
+        if not isinstance(value, BaseModel):
+            raise JobConfigError(
+                f"execution state must be a pydantic model, got {type(value).__name__}"
+            )
+        try:
+            state_json = value.model_dump_json()
+        except (ValueError, TypeError) as exc:
+            raise JobConfigError(f"execution state cannot be serialized: {exc}") from exc
+        assert self._claim_token is not None, "CurrentJob built without its claim"
+        conn = None
+        if in_transaction:
+            conn = await self._begin("update_execution_state(in_transaction=True)", None)
+        stored = await self._backend.update_execution_state(
+            self._id, self._claim_token, state_json, conn=conn
+        )
+        if not stored:
+            raise JobReclaimedError(self._id)
+        self._state_json = state_json
+
+    def set_result(self, value: Any) -> None:
+        """Record the job's result: a pydantic model or a JSON value. Written with this run's
+        outcome, whatever it is (a later failure keeps it); the latest value set, by this run
+        or a later one, is the job's result (``Job.result``, ``JobOutcome.result``)."""
+        try:
+            if isinstance(value, BaseModel):
+                encoded = value.model_dump(mode="json")
+            else:
+                encoded = json.loads(json.dumps(value, allow_nan=False))
+        except (ValueError, TypeError) as exc:
+            raise JobConfigError(f"result cannot be stored as JSON: {exc}") from exc
+        self._result = encoded
+
     async def transaction(self) -> AsyncConnection[Any]:
         """A psycopg connection inside a transaction that commits atomically with this run's
         outcome (PostgreSQL; on SQLite use :meth:`sqlite_transaction`).
@@ -125,8 +202,8 @@ class CurrentJob(Generic[C]):
         assert isinstance(conn, SqliteTransaction)
         return conn
 
-    async def _begin(self, what: str, needs: str) -> object:
-        if self._backend.name != needs:
+    async def _begin(self, what: str, needs: str | None) -> object:
+        if needs is not None and self._backend.name != needs:
             raise BackendMismatchError(what, self._backend.name, needs)
         if self._tx is None:
             self._tx = await self._backend.begin_transaction()
@@ -137,6 +214,11 @@ class CurrentJob(Generic[C]):
     @property
     def _open_transaction(self) -> RunnerTransaction | None:
         return self._tx
+
+    @property
+    def _result_value(self) -> Any:
+        """What ``set_result`` recorded in this run (``_UNSET``: nothing)."""
+        return self._result
 
     async def _finish_transaction(self, *, commit: bool) -> None:
         tx, self._tx = self._tx, None

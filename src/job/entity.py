@@ -16,7 +16,10 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from job._events import EXECUTION_ERRORED
+import pydantic
+
+from job._events import EXECUTION_ERRORED, latest_result
+from job.errors import JobConfigError
 
 __all__ = ["Job", "JobEvent", "JobId", "JobState", "new_job_id"]
 
@@ -24,6 +27,18 @@ JobId = UUID
 """Jobs are identified by UUIDs; generated ones are UUIDv7 (time-ordered)."""
 
 C = TypeVar("C")
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+def _validate(model: type[M], value: Any, what: str) -> M | None:
+    """``value`` (a stored JSON value) as ``model``; None stays None."""
+    if value is None:
+        return None
+    try:
+        return model.model_validate(value)
+    except pydantic.ValidationError as exc:
+        raise JobConfigError(f"{what} does not validate as {model.__name__}: {exc}") from exc
+
 
 _uuid7_lock = threading.Lock()
 _uuid7_last = [0, 0]  # [unix ms, 12-bit counter]
@@ -89,6 +104,23 @@ class Job(Generic[C]):
     unique_key: str | None
     created_at: datetime
     events: tuple[JobEvent, ...]
+    #: The queue the job belongs to (at most one job of a queue runs at a time).
+    queue_id: str | None = None
+    #: The runner's last checkpoint (JSON value) while the job is live; ``None`` otherwise.
+    execution_state: Any = None
+
+    @property
+    def result(self) -> Any:
+        """The latest value a run recorded with ``CurrentJob.set_result`` (JSON), or None."""
+        return latest_result(self.events)
+
+    def result_as(self, model: type[M]) -> M | None:
+        """:attr:`result` validated as ``model`` (``JobConfigError`` if it does not fit)."""
+        return _validate(model, self.result, f"result of job {self.id}")
+
+    def execution_state_as(self, model: type[M]) -> M | None:
+        """:attr:`execution_state` validated as ``model``."""
+        return _validate(model, self.execution_state, f"execution state of job {self.id}")
 
     @property
     def last_error(self) -> str | None:

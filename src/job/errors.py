@@ -137,6 +137,18 @@ class RunTimeoutError(JobError, TimeoutError):
         self.timeout = timeout
 
 
+class JobReclaimedError(JobError):
+    """This run no longer owns its job: it was reclaimed (lost) and may run elsewhere."""
+
+    def __init__(self, job_id: UUID) -> None:
+        super().__init__(f"job {job_id} was reclaimed by another worker; this run is stale")
+        self.job_id = job_id
+
+
+class ServiceShutdownError(JobError):
+    """The job service shut down while a caller was waiting on it."""
+
+
 class BackendMismatchError(JobError, TypeError):
     """An operation or connection that belongs to the other backend: ``Jobs.pool`` or a psycopg
     connection on SQLite, ``Jobs.sqlite_transaction()`` on PostgreSQL."""

@@ -74,6 +74,12 @@ class JobInitializer(ABC, Generic[C]):
         """The retry policy for failed runs of this type (default: ``RetrySettings()``)."""
         return RetrySettings()
 
+    def max_concurrent_per_process(self) -> int | None:
+        """At most this many jobs of this type run at once in one process (default ``None``:
+        only ``max_jobs_per_process`` bounds them). The poller never claims more of the type
+        than its free slots, and a type at its cap never holds up the other types."""
+        return None
+
     def timeout(self) -> timedelta | None:
         """Longest one run of this type may take (wall clock); default ``None``, no limit.
 

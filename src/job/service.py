@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -51,6 +52,7 @@ from job.errors import (
     JobNotFoundError,
     NotStartedError,
 )
+from job.handles import JobHandle
 from job.runner import JobInitializer
 from job.spawner import JobSpawner
 
@@ -147,8 +149,9 @@ class Jobs:
         self._writer = OutcomeWriter(
             backend,
             self._clock,
-            self._waiters.resolve,
+            self._on_terminal,
             on_rescheduled=self._wake_poller,
+            on_ready=self._announce_ready,
             # Past the lost interval the job is reclaimed and a late write fenced off anyway.
             give_up_after=cfg.poller_config.job_lost_interval,
         )
@@ -222,7 +225,7 @@ class Jobs:
             # Returns after the listener's first attempt even if it failed (bounded by
             # connection_timeout): polling never waits for wake-ups (see docs/liveness.md).
             await tg.start(
-                backend.run_listener,
+                functools.partial(backend.run_listener, on_terminal=self._on_remote_terminal),
                 self._on_ready,
                 cfg.connection_timeout.total_seconds(),
                 name="job-listener",
@@ -262,6 +265,8 @@ class Jobs:
                 if self._maintenance is not None:  # heartbeat and watchdog threads
                     with anyio.CancelScope(shield=True):
                         await self._maintenance.stop_threads()
+                if self._waiters is not None:  # callers still waiting get a clear error
+                    self._waiters.close()
                 self._close.set()
                 if self._supervisor is not None:
                     await self._supervisor
@@ -285,6 +290,10 @@ class Jobs:
                     exc_info=True,
                 )
             else:
+                # Handed back due now: wake the other workers (a freed queue's next job among
+                # them) rather than leave the rows to their backstop poll.
+                for job_type in sorted({job_type for _, job_type in released}):
+                    self._backend.announce(job_type)
                 for job_id, job_type in released:
                     logger.warning(
                         "job %s (%s) still running after the shutdown timeout: cancelled and"
@@ -372,11 +381,30 @@ class Jobs:
 
     async def await_completion(self, job_id: UUID, *, timeout: float) -> Job[Any]:
         """Wait (wall clock, at most ``timeout`` seconds) until the job is completed or
-        errored, and return it. Raises JobTimeoutError or JobNotFoundError."""
+        errored, and return it. Raises JobTimeoutError, JobNotFoundError, or
+        ServiceShutdownError if the service shuts down meanwhile."""
+        await self._await_terminal(job_id, timeout)
+        return await self.find(job_id)
+
+    def handle(self, job_id: UUID) -> JobHandle[Any]:
+        """A handle on any job by id (config as stored JSON); see ``JobSpawner.handle`` for
+        a typed one."""
+        return JobHandle(self, job_id, self.find)
+
+    async def _await_terminal(self, job_id: UUID, timeout: float) -> None:
         if self._waiters is None or self._state not in ("open", "polling"):
             raise NotStartedError()
         await self._waiters.wait(job_id, timeout)
-        return await self.find(job_id)
+
+    def _on_terminal(self, ids: list[UUID]) -> None:
+        """Our writes ended these jobs: wake local waiters, tell other processes'."""
+        assert self._waiters is not None
+        self._waiters.resolve(ids)
+        self._backend.announce_terminal()
+
+    def _on_remote_terminal(self) -> None:
+        if self._waiters is not None:
+            self._waiters.poke()
 
     async def _wait_for_poll(self) -> None:
         """Make the poller poll now and wait until that poll has finished (its claimed jobs

@@ -25,6 +25,7 @@ from job import _telemetry as tel
 from job._backend import NewJob
 from job.entity import Job, JobEvent, JobState, new_job_id
 from job.errors import JobConfigError, JobError, ScheduleError
+from job.handles import JobHandle, JobHandles
 from job.limits import MAX_UNIQUE_KEY_CHARS, check_config_json, check_time
 
 if TYPE_CHECKING:
@@ -38,18 +39,41 @@ if TYPE_CHECKING:
     #: A caller's transaction: psycopg on PostgreSQL, SqliteTransaction on SQLite.
     Conn: TypeAlias = AsyncConnection[Any] | SqliteTransaction
 
-__all__ = ["JobSpawner", "JobSpec", "UniqueSpawn"]
+__all__ = ["BulkSpawnResult", "JobSpawner", "JobSpec", "UniqueSpawn"]
 
 C = TypeVar("C", bound=pydantic.BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
 class JobSpec(Generic[C]):
-    """One job for :meth:`JobSpawner.spawn_many`: a config and optional id and due time."""
+    """One job for :meth:`JobSpawner.spawn_many`: a config, and optionally its id, due time,
+    queue (at most one job of a queue runs at a time) and dedup key (skip this job while a
+    live job of the type holds the key)."""
 
     config: C
     id: UUID | None = None
     at: datetime | None = None
+    queue_id: str | None = None
+    dedup_key: str | None = None
+
+
+class BulkSpawnResult(list[Job[C]]):
+    """What :meth:`JobSpawner.spawn_many` did: the list of jobs it created, in spec order,
+    and the specs it ``skipped`` because their ``dedup_key`` was held (a plain list
+    otherwise, so code written before dedup keys keeps working)."""
+
+    def __init__(self, jobs: Iterable[Job[C]] = (), skipped: Iterable[JobSpec[C]] = ()) -> None:
+        super().__init__(jobs)
+        #: The specs not created: a live job (or an earlier spec of the call) held their key.
+        self.skipped: list[JobSpec[C]] = list(skipped)
+
+    @property
+    def jobs(self) -> list[Job[C]]:
+        """The created jobs as a plain list."""
+        return list(self)
+
+    def __repr__(self) -> str:
+        return f"BulkSpawnResult({list.__repr__(self)}, skipped={self.skipped!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,24 +85,24 @@ class UniqueSpawn(Generic[C]):
     created: bool
 
 
-def _check_unique_key(key: object) -> None:
-    """A unique key is a str PostgreSQL can store and index (see job.limits)."""
+def _check_unique_key(key: object, what: str = "spawn_unique key") -> None:
+    """A unique key, dedup key or queue id is a str both backends can store and index (see
+    job.limits)."""
     if not isinstance(key, str):
         raise JobConfigError(
-            f"spawn_unique key must be a str, got {type(key).__name__}"
-            " (None would not make a job unique)"
+            f"{what} must be a str, got {type(key).__name__}"
+            + (" (None would not make a job unique)" if what == "spawn_unique key" else "")
         )
     if len(key) > MAX_UNIQUE_KEY_CHARS:
         raise JobConfigError(
-            f"spawn_unique key is {len(key)} characters long; at most"
-            f" {MAX_UNIQUE_KEY_CHARS} are allowed"
+            f"{what} is {len(key)} characters long; at most {MAX_UNIQUE_KEY_CHARS} are allowed"
         )
     if "\x00" in key:
-        raise JobConfigError("spawn_unique key contains a NUL character (\\x00)")
+        raise JobConfigError(f"{what} contains a NUL character (\\x00)")
     try:
         key.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise JobConfigError(f"spawn_unique key is not valid Unicode text: {exc}") from None
+        raise JobConfigError(f"{what} is not valid Unicode text: {exc}") from None
 
 
 class JobSpawner(Generic[C]):
@@ -104,9 +128,12 @@ class JobSpawner(Generic[C]):
         id: UUID | None = None,
         at: datetime | None = None,
         delay: timedelta | None = None,
+        queue_id: str | None = None,
         conn: Conn | None = None,
     ) -> Job[C]:
-        """Create one job, due now, at ``at``, or ``delay`` from now (service clock).
+        """Create one job, due now, at ``at``, or ``delay`` from now (service clock), in
+        ``queue_id``'s queue if given (at most one job of a queue runs at a time, oldest due
+        first, across all types and workers).
 
         Raises DuplicateJobError if ``id`` is taken, JobConfigError if the config cannot be
         serialized (nothing is written then).
@@ -122,7 +149,9 @@ class JobSpawner(Generic[C]):
                 raise ScheduleError(
                     f"delay={delay!r} is past the latest time jobs can be scheduled at"
                 ) from None
-        (job,) = await self.spawn_many([JobSpec(config, id=id, at=at)], conn=conn)
+        (job,) = await self.spawn_many(
+            [JobSpec(config, id=id, at=at, queue_id=queue_id)], conn=conn
+        )
         return job
 
     async def spawn_many(
@@ -130,12 +159,17 @@ class JobSpawner(Generic[C]):
         specs: Iterable[C | JobSpec[C]],
         *,
         conn: Conn | None = None,
-    ) -> list[Job[C]]:
-        """Create many jobs in one statement: all or none (a duplicate id fails them all)."""
+    ) -> BulkSpawnResult[C]:
+        """Create many jobs in one statement: all or none (a duplicate id fails them all).
+
+        A spec whose ``dedup_key`` is held by a live job of this type, or by an earlier spec
+        of this call, is skipped (reported in ``skipped``, nothing written for it). Safe under
+        concurrency: of many callers racing with one key, exactly one creates the job.
+        """
         now = self._jobs.clock.now()
         items = [s if isinstance(s, JobSpec) else JobSpec(s) for s in specs]
         if not items:
-            return []
+            return BulkSpawnResult([], [])
         repo = self._jobs._repository(conn)
         with tel.span(
             tel.SPAN_SPAWN,
@@ -144,15 +178,19 @@ class JobSpawner(Generic[C]):
         ):
             carrier = tel.current_trace_carrier()
             new = [self._new_job(item, now) for item in items]
-            await repo.insert_jobs(self._job_type, new, now, carrier, conn=conn)
-            await self._announce(conn)
+            created = await repo.insert_jobs(self._job_type, new, now, carrier, conn=conn)
+            if created:
+                await self._announce(conn)
         # Jobs spawned together share their (immutable) history events when due at the same
         # time: building them per job was most of spawn_many's own Python time.
-        shared: dict[datetime, tuple[JobEvent, ...]] = {}
-        return [
-            self._snapshot(item.config, n, now, None, shared)
-            for item, n in zip(items, new, strict=True)
-        ]
+        shared: dict[tuple[datetime, str | None, str | None], tuple[JobEvent, ...]] = {}
+        jobs, skipped = [], []
+        for item, n in zip(items, new, strict=True):
+            if n.id in created:
+                jobs.append(self._snapshot(item.config, n, now, n.dedup_key, shared))
+            else:
+                skipped.append(item)
+        return BulkSpawnResult(jobs, skipped)
 
     async def spawn_unique(
         self,
@@ -160,6 +198,7 @@ class JobSpawner(Generic[C]):
         *,
         key: str = "",
         at: datetime | None = None,
+        queue_id: str | None = None,
         conn: Conn | None = None,
     ) -> UniqueSpawn[C]:
         """Create a job unless a live (pending or running) job of this type holds ``key``.
@@ -172,7 +211,7 @@ class JobSpawner(Generic[C]):
         _check_unique_key(key)
         now = self._jobs.clock.now()
         repo = self._jobs._repository(conn)
-        item = JobSpec(config, at=at)
+        item = JobSpec(config, at=at, queue_id=queue_id)
         with tel.span(
             tel.SPAN_SPAWN,
             kind=SpanKind.PRODUCER,
@@ -190,6 +229,14 @@ class JobSpawner(Generic[C]):
     async def find(self, job_id: UUID) -> Job[C]:
         """Load a job of this type, its config validated as this spawner's config model."""
         return await self._load(job_id)
+
+    def handle(self, job_id: UUID) -> JobHandle[C]:
+        """A typed handle on a job of this type: ``load()``, ``await_completion(timeout=)``."""
+        return JobHandle(self._jobs, job_id, self._load)
+
+    def handles(self, job_ids: Iterable[UUID]) -> JobHandles[C]:
+        """Typed handles on several jobs of this type, awaitable together (``await_all``)."""
+        return JobHandles(self.handle(i) for i in job_ids)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -214,6 +261,8 @@ class JobSpawner(Generic[C]):
             unique_key=raw.unique_key,
             created_at=raw.created_at,
             events=raw.events,
+            queue_id=raw.queue_id,
+            execution_state=raw.execution_state,
         )
 
     def _new_job(self, item: JobSpec[C], now: datetime) -> NewJob:
@@ -223,6 +272,10 @@ class JobSpawner(Generic[C]):
                 f" got {type(item.config).__name__}"
             )
         execute_at = now if item.at is None else check_time(item.at, "`at`")
+        if item.queue_id is not None:
+            _check_unique_key(item.queue_id, "queue_id")
+        if item.dedup_key is not None:
+            _check_unique_key(item.dedup_key, "dedup_key")
         try:
             config_json = item.config.model_dump_json()
         except (PydanticSerializationError, ValueError, TypeError) as exc:
@@ -234,6 +287,8 @@ class JobSpawner(Generic[C]):
             id=item.id if item.id is not None else new_job_id(),
             config_json=config_json,
             execute_at=execute_at,
+            queue_id=item.queue_id,
+            dedup_key=item.dedup_key,
         )
 
     async def _announce(self, caller_conn: Conn | None) -> None:
@@ -250,18 +305,19 @@ class JobSpawner(Generic[C]):
         new: NewJob,
         now: datetime,
         unique_key: str | None,
-        shared: dict[datetime, tuple[JobEvent, ...]] | None = None,
+        shared: dict[tuple[datetime, str | None, str | None], tuple[JobEvent, ...]] | None = None,
     ) -> Job[C]:
-        events = None if shared is None else shared.get(new.execute_at)
+        share_key = (new.execute_at, unique_key, new.queue_id)
+        events = None if shared is None else shared.get(share_key)
         if events is None:
-            initialized = ev.initialized(self._job_type, unique_key)
+            initialized = ev.initialized(self._job_type, unique_key, new.queue_id)
             scheduled = ev.scheduled(1, new.execute_at)
             events = (
                 JobEvent(1, ev.INITIALIZED, initialized, now),
                 JobEvent(2, scheduled["type"], scheduled["data"], now),
             )
             if shared is not None:
-                shared[new.execute_at] = events
+                shared[share_key] = events
         return Job(
             id=new.id,
             job_type=self._job_type,
@@ -272,4 +328,5 @@ class JobSpawner(Generic[C]):
             unique_key=unique_key,
             created_at=now,
             events=events,
+            queue_id=new.queue_id,
         )

@@ -77,6 +77,7 @@ def params() -> dict[str, Any]:
         "job_types": JOB_TYPES,
         "now": datetime.now(UTC),
         "limit": 50,
+        "limits": [50] * len(JOB_TYPES),
         "instance_id": uuid4(),
     }
 

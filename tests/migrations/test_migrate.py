@@ -44,6 +44,10 @@ RELEASED: dict[int, tuple[str, str]] = {
         "0001_job_setup.sql",
         "2553476a7491b9f901f512a5e3c186e4ebf96c6ba773c4836609072c300a18c4",
     ),
+    2: (
+        "0002_queues_state_results.sql",
+        "22bd0a65472368ae2f53df610fcbb110272a1d94f5d898117ea3c018140fd7d2",
+    ),
 }
 
 MIGRATION_FILE = re.compile(r"^\d{4}_\w+\.sql$")
@@ -313,6 +317,17 @@ EXPECTED_COLUMNS = {
     ("job_history", "event_type", "text", "YES", None),
     ("job_history", "event", "jsonb", "YES", None),
     ("job_history", "recorded_at", "timestamptz", "YES", None),
+    # 0002: queues, checkpoints, keyed state, resident jobs
+    ("job_executions", "execution_state", "jsonb", "YES", None),
+    ("job_executions", "keep_state", "bool", "NO", "false"),
+    ("job_executions", "queue_id", "text", "YES", None),
+    ("job_key_states", "job_type", "text", "NO", None),
+    ("job_key_states", "state", "jsonb", "NO", None),
+    ("job_key_states", "unique_key", "text", "NO", None),
+    ("job_queues", "queue_id", "text", "NO", None),
+    ("job_queues", "running_id", "uuid", "YES", None),
+    ("jobs", "queue_id", "text", "YES", None),
+    ("jobs", "resident", "bool", "NO", "false"),
 }
 
 EXPECTED_INDEXES = {
@@ -354,6 +369,37 @@ EXPECTED_INDEXES = {
         " USING btree (version)",
     ),
     ("jobs", "jobs_pkey", "CREATE UNIQUE INDEX jobs_pkey ON public.jobs USING btree (id)"),
+    # 0002
+    (
+        "job_executions",
+        "idx_job_executions_queue",
+        "CREATE INDEX idx_job_executions_queue ON public.job_executions"
+        " USING btree (queue_id, execute_at, id)"
+        " WHERE ((queue_id IS NOT NULL) AND (state = 'pending'::job_execution_state))",
+    ),
+    (
+        "job_key_states",
+        "job_key_states_pkey",
+        "CREATE UNIQUE INDEX job_key_states_pkey ON public.job_key_states"
+        " USING btree (job_type, unique_key)",
+    ),
+    (
+        "job_queues",
+        "job_queues_pkey",
+        "CREATE UNIQUE INDEX job_queues_pkey ON public.job_queues USING btree (queue_id)",
+    ),
+    (
+        "jobs",
+        "idx_jobs_resident",
+        "CREATE UNIQUE INDEX idx_jobs_resident ON public.jobs USING btree (job_type)"
+        " WHERE resident",
+    ),
+    (
+        "jobs",
+        "idx_jobs_unique_key",
+        "CREATE INDEX idx_jobs_unique_key ON public.jobs"
+        " USING btree (job_type, unique_key, created_at) WHERE (unique_key IS NOT NULL)",
+    ),
 }
 
 EXPECTED_CONSTRAINTS = {
@@ -363,6 +409,8 @@ EXPECTED_CONSTRAINTS = {
     ("job_executions", "job_executions_pkey", "PRIMARY KEY (id)"),
     ("job_schema_migrations", "job_schema_migrations_pkey", "PRIMARY KEY (version)"),
     ("jobs", "jobs_pkey", "PRIMARY KEY (id)"),
+    ("job_key_states", "job_key_states_pkey", "PRIMARY KEY (job_type, unique_key)"),
+    ("job_queues", "job_queues_pkey", "PRIMARY KEY (queue_id)"),
 }
 
 EXPECTED_ENUMS = {"job_execution_state": ["pending", "running"]}
@@ -414,6 +462,10 @@ RELEASED_SQLITE: dict[int, tuple[str, str]] = {
     1: (
         "0001_job_setup.sql",
         "c4c1acb7609282f12130efc27c0513991ca21cb1d072a0c39fefa08ce2daf3b3",
+    ),
+    2: (
+        "0002_queues_state_results.sql",
+        "19a74add572a754267f23b5445085ad6a38c30df4c1dcf3a54821e16922e18ea",
     ),
 }
 

@@ -13,6 +13,7 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from job import (
+    BulkSpawnResult,
     Complete,
     CurrentJob,
     Job,
@@ -21,6 +22,7 @@ from job import (
     JobRunner,
     Jobs,
     JobSpawner,
+    JobSpec,
     JobState,
     JobSvcConfig,
     RescheduleIn,
@@ -63,7 +65,9 @@ async def usage(dsn: str) -> None:
     assert_type(job.config, SendEmail)
     assert_type(job.state, JobState)
     many = await spawner.spawn_many([SendEmail(to="x"), SendEmail(to="y")])
-    assert_type(many, list[Job[SendEmail]])
+    assert_type(many, BulkSpawnResult[SendEmail])
+    assert_type(many.skipped, list[JobSpec[SendEmail]])
+    assert_type(many[0], Job[SendEmail])
     unique = await spawner.spawn_unique(SendEmail(to="z"))
     assert_type(unique, UniqueSpawn[SendEmail])
     assert_type(unique.created, bool)

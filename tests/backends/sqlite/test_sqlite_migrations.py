@@ -22,6 +22,9 @@ from job.errors import MigrationError
 
 pytestmark = pytest.mark.anyio
 
+#: Every shipped migration, in order.
+ALL = list(range(1, latest_version() + 1))
+
 
 def test_migrations_are_numbered_and_split() -> None:
     migrations = list_migrations()
@@ -36,14 +39,14 @@ def test_migrations_are_numbered_and_split() -> None:
 
 def test_run_migrations_is_idempotent_and_recorded(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
-    assert run_migrations(path) == [1]
+    assert run_migrations(path) == ALL
     assert run_migrations(str(path)) == []
     db = sqlite3.connect(path)
     try:
-        assert applied_versions(db) == [1]
+        assert applied_versions(db) == ALL
         assert run_migrations(db) == []
         rows = db.execute("SELECT version, name, applied_at FROM job_schema_migrations").fetchall()
-        assert [(v, n) for v, n, _ in rows] == [(1, "job_setup")]
+        assert [(v, n) for v, n, _ in rows] == [(1, "job_setup"), (2, "queues_state_results")]
         assert rows[0][2] > 1_600_000_000 * 1_000_000  # microseconds since the epoch
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"jobs", "job_events", "job_executions", "job_schema_migrations"} <= tables
@@ -62,7 +65,7 @@ def test_concurrent_migrations_apply_once(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(results) == [[], [], [], [1]]
+    assert sorted(results) == [[], [], [], ALL]
 
 
 def test_applied_versions_of_an_empty_database(tmp_path: Path) -> None:
@@ -90,7 +93,8 @@ async def test_prepare_schema(tmp_path: Path) -> None:
     backend = SqliteBackend(path, uuid4())
     await backend.open()
     try:
-        with pytest.raises(MigrationError, match=r"version 0, this library needs 1: run"):
+        needs = rf"version 0, this library needs {latest_version()}: run"
+        with pytest.raises(MigrationError, match=needs):
             await backend.prepare_schema(migrate=False)
         await backend.prepare_schema(migrate=True)
         await backend.prepare_schema(migrate=True)
@@ -99,7 +103,7 @@ async def test_prepare_schema(tmp_path: Path) -> None:
         await backend.close()
     db = sqlite3.connect(path)
     try:
-        assert applied_versions(db) == [1]
+        assert applied_versions(db) == ALL
     finally:
         db.close()
 

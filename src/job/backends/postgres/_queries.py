@@ -31,7 +31,13 @@ def _load() -> dict[str, LiteralString]:
 QUERIES = _load()
 
 INSERT_JOBS = QUERIES["insert_jobs"]
+INSERT_JOBS_DEDUP = QUERIES["insert_jobs_dedup"]
 INSERT_UNIQUE_JOB = QUERIES["insert_unique_job"]
+INSERT_RESIDENT_JOB = QUERIES["insert_resident_job"]
+FIND_RESIDENT_JOB = QUERIES["find_resident_job"]
+FIND_KEYED_JOB = QUERIES["find_keyed_job"]
+UPDATE_EXECUTION_STATE = QUERIES["update_execution_state"]
+NEXT_IN_QUEUES = QUERIES["next_in_queues"]
 FIND_UNIQUE_HOLDER = QUERIES["find_unique_holder"]
 CLAIM_JOBS = QUERIES["claim_jobs"]
 NEXT_DUE_AT = QUERIES["next_due_at"]

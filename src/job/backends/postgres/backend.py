@@ -25,7 +25,7 @@ from job._threads import LoopThread
 from job.backends.postgres.connections import ConnectParams, pool_connect_params
 from job.backends.postgres.heartbeat import HeartbeatThread
 from job.backends.postgres.migrate import applied_versions, latest_version, run_migrations
-from job.backends.postgres.notify import Notifier, ready_payload
+from job.backends.postgres.notify import TERMINAL_PAYLOAD, Notifier, ready_payload
 from job.backends.postgres.repository import Repository, translate_errors
 from job.errors import DatabaseError, MigrationError, NotStartedError
 
@@ -184,6 +184,9 @@ class PostgresBackend(Repository):
     def announce(self, job_type: str) -> None:
         self._notifier.publish(ready_payload(job_type))
 
+    def announce_terminal(self) -> None:
+        self._notifier.publish(TERMINAL_PAYLOAD)
+
     async def announce_in(self, conn: object, job_type: str) -> None:
         await self.notify([ready_payload(job_type)], conn=conn)
 
@@ -199,7 +202,9 @@ class PostgresBackend(Repository):
         attempt_timeout: float,
         *,
         task_status: TaskStatus[None],
+        on_terminal: Callable[[], None] = lambda: None,
     ) -> None:
+        self._notifier.on_terminal = on_terminal
         await self._notifier.run_listener(on_ready, attempt_timeout, task_status=task_status)
 
     async def _listen_connection(self) -> AsyncConnection[Any]:

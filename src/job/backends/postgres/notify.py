@@ -53,6 +53,9 @@ MAX_PAYLOAD_BYTES = 3999
 
 # An execution_ready without a job_type: "a job of any type may be ready" (wakes every poller).
 ANY_READY_PAYLOAD = json.dumps({"type": ev.EXECUTION_READY})
+# "Some job reached a terminal state": one constant payload, so a burst of completions is
+# coalesced into one notification per REPEAT_WINDOW; listeners re-check their waiters.
+TERMINAL_PAYLOAD = json.dumps({"type": ev.JOB_TERMINAL})
 
 
 def sendable(payload: str) -> str:
@@ -84,6 +87,8 @@ class Notifier:
         self._repo = repo
         self._connect = connect
         self._on_ready: Callable[[str | None], None] = lambda job_type: None
+        #: Called when another process announces finished jobs (completion waiters).
+        self.on_terminal: Callable[[], None] = lambda: None
         self._pending: set[str] = set()
         self._sent_at: dict[str, float] = {}  # payload -> monotonic time it was last sent
         self._wake = anyio.Event()
@@ -230,6 +235,7 @@ class Notifier:
 
     def _wake_all(self) -> None:
         self._on_ready(None)
+        self.on_terminal()  # completions announced while we were not listening
 
     def _dispatch(self, payload: str) -> None:
         try:
@@ -241,5 +247,7 @@ class Notifier:
                     self._wake_all()
                 else:
                     self._on_ready(str(job_type))
+            elif kind == ev.JOB_TERMINAL:
+                self.on_terminal()
         except (ValueError, KeyError, TypeError, AttributeError):
             logger.warning("ignoring malformed job notification: %r", payload[:200])

@@ -10,74 +10,183 @@
 -- Spawn many jobs of one type in one round trip: the immutable jobs rows and their live
 -- execution rows (pending). Their first two history events are implied by the jobs row (see
 -- the job_history view), so nothing more is written. Ids and due times come as binary arrays;
--- the configs as one JSON array (no per-element quoting), aligned by position.
+-- the configs as one JSON array (no per-element quoting), aligned by position. Queue ids come
+-- as a text array aligned the same way, or NULL when no job has one (a NULL array's elements
+-- are NULL: nothing to send).
 WITH input AS (
-    SELECT t.id, t.execute_at, c.config
+    SELECT t.id, t.execute_at, c.config, (%(queue_ids)s::text[])[t.ord] AS queue_id
     FROM unnest(%(ids)b::uuid[], %(execute_ats)b::timestamptz[])
          WITH ORDINALITY AS t (id, execute_at, ord)
     JOIN jsonb_array_elements(%(configs)s::jsonb) WITH ORDINALITY AS c (config, ord)
       ON c.ord = t.ord
 ), new_jobs AS (
-    INSERT INTO jobs (id, job_type, config, tracing_context, execute_at, created_at)
-    SELECT id, %(job_type)s::text, config, %(tracing)s::jsonb, execute_at,
+    INSERT INTO jobs (id, job_type, queue_id, config, tracing_context, execute_at, created_at)
+    SELECT id, %(job_type)s::text, queue_id, config, %(tracing)s::jsonb, execute_at,
            %(now)s::timestamptz
     FROM input
 )
-INSERT INTO job_executions (id, job_type, execute_at, scheduled_at, event_seq)
-SELECT id, %(job_type)s::text, execute_at, %(now)s::timestamptz, 2 FROM input;
+INSERT INTO job_executions (id, job_type, queue_id, execute_at, scheduled_at, event_seq)
+SELECT id, %(job_type)s::text, queue_id, execute_at, %(now)s::timestamptz, 2 FROM input;
+
+-- name: insert_jobs_dedup
+-- spawn_many with dedup keys: like insert_jobs, but a job whose key is held by a live job of
+-- the type (pending or running, committed or in this transaction), or by an earlier job of the
+-- same call, is skipped. The execution rows go first with ON CONFLICT DO NOTHING on the
+-- unique-key index (which waits for a concurrent inserter of the same key and then skips or
+-- inserts, so of racing callers exactly one creates); jobs rows follow only for the execution
+-- rows that went in (the foreign key is checked at the end of the statement), so a skipped job
+-- leaves nothing behind. DISTINCT ON keeps the first job of each key in the call.
+WITH input AS (
+    SELECT t.id, t.execute_at, t.ord, c.config, (%(queue_ids)s::text[])[t.ord] AS queue_id,
+           (%(dedup_keys)s::text[])[t.ord] AS dedup_key
+    FROM unnest(%(ids)b::uuid[], %(execute_ats)b::timestamptz[])
+         WITH ORDINALITY AS t (id, execute_at, ord)
+    JOIN jsonb_array_elements(%(configs)s::jsonb) WITH ORDINALITY AS c (config, ord)
+      ON c.ord = t.ord
+), firsts AS (
+    SELECT * FROM input WHERE dedup_key IS NULL
+    UNION ALL
+    SELECT * FROM (
+        -- Its own ORDER BY: DISTINCT ON keeps the first row of each key in this order.
+        SELECT DISTINCT ON (dedup_key) * FROM input WHERE dedup_key IS NOT NULL
+        ORDER BY dedup_key, ord
+    ) AS first_of_each_key
+), new_executions AS (
+    INSERT INTO job_executions
+        (id, job_type, unique_key, queue_id, execute_at, scheduled_at, event_seq)
+    SELECT id, %(job_type)s::text, dedup_key, queue_id, execute_at, %(now)s::timestamptz, 2
+    FROM firsts
+    ORDER BY ord
+    ON CONFLICT (job_type, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+    RETURNING id
+), new_jobs AS (
+    INSERT INTO jobs
+        (id, job_type, unique_key, queue_id, config, tracing_context, execute_at, created_at)
+    SELECT i.id, %(job_type)s::text, i.dedup_key, i.queue_id, i.config, %(tracing)s::jsonb,
+           i.execute_at, %(now)s::timestamptz
+    FROM input AS i JOIN new_executions AS n ON n.id = i.id
+)
+SELECT id FROM new_executions;
 
 -- name: insert_unique_job
 -- Spawn a job unless a live job of the same (job_type, unique_key) exists. The execution row
 -- is inserted first so that a conflict inserts nothing at all (no leaked jobs row); the
 -- foreign key to jobs is checked at the end of the statement. Returns no row on conflict.
+-- A keyed type with inherits_state (keep_state) starts from the last retained checkpoint of
+-- the key's previous generation.
 WITH new_execution AS (
-    INSERT INTO job_executions (id, job_type, unique_key, execute_at, scheduled_at, event_seq)
+    INSERT INTO job_executions
+        (id, job_type, unique_key, queue_id, execute_at, scheduled_at, event_seq, keep_state,
+         execution_state)
     VALUES (
-        %(id)s::uuid, %(job_type)s::text, %(unique_key)s::text, %(execute_at)s::timestamptz,
-        %(now)s::timestamptz, 2
+        %(id)s::uuid, %(job_type)s::text, %(unique_key)s::text, %(queue_id)s::text,
+        %(execute_at)s::timestamptz, %(now)s::timestamptz, 2, %(keep_state)s::bool,
+        CASE WHEN %(keep_state)s::bool THEN (
+            SELECT state FROM job_key_states
+            WHERE job_type = %(job_type)s::text AND unique_key = %(unique_key)s::text)
+        END
     )
     ON CONFLICT (job_type, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
     RETURNING id, execute_at
 ), new_job AS (
-    INSERT INTO jobs (id, job_type, unique_key, config, tracing_context, execute_at, created_at)
-    SELECT id, %(job_type)s::text, %(unique_key)s::text, %(config)s::jsonb,
+    INSERT INTO jobs
+        (id, job_type, unique_key, queue_id, config, tracing_context, execute_at, created_at)
+    SELECT id, %(job_type)s::text, %(unique_key)s::text, %(queue_id)s::text, %(config)s::jsonb,
            %(tracing)s::jsonb, execute_at, %(now)s::timestamptz
     FROM new_execution
 )
 SELECT id FROM new_execution;
+
+-- name: insert_resident_job
+-- A resident job: one per type, ever (idx_jobs_resident). The jobs row goes first; on conflict
+-- nothing is inserted and no row is returned (the caller then reads the existing one).
+WITH new_job AS (
+    INSERT INTO jobs (id, job_type, config, tracing_context, execute_at, created_at, resident)
+    VALUES (
+        %(id)s::uuid, %(job_type)s::text, %(config)s::jsonb, %(tracing)s::jsonb,
+        %(execute_at)s::timestamptz, %(now)s::timestamptz, true
+    )
+    ON CONFLICT (job_type) WHERE resident DO NOTHING
+    RETURNING id, execute_at
+), new_execution AS (
+    INSERT INTO job_executions (id, job_type, execute_at, scheduled_at, event_seq)
+    SELECT id, %(job_type)s::text, execute_at, %(now)s::timestamptz, 2 FROM new_job
+)
+SELECT id FROM new_job;
+
+-- name: find_resident_job
+SELECT id FROM jobs WHERE job_type = %(job_type)s::text AND resident;
+
+-- name: find_keyed_job
+-- The live generation of a keyed job, else its newest one.
+SELECT j.id FROM jobs AS j
+LEFT JOIN job_executions AS e ON e.id = j.id
+WHERE j.job_type = %(job_type)s::text AND j.unique_key = %(unique_key)s::text
+ORDER BY (e.id IS NOT NULL) DESC, j.created_at DESC, j.id DESC
+LIMIT 1;
+
+-- name: update_execution_state
+-- A runner's checkpoint, fenced by its claim token: a reclaimed run writes nothing.
+UPDATE job_executions SET execution_state = %(state)s::jsonb
+WHERE id = %(id)s::uuid AND claim_token = %(claim_token)s::uuid
+RETURNING id;
 
 -- name: find_unique_holder
 SELECT id FROM job_executions
 WHERE job_type = %(job_type)s::text AND unique_key = %(unique_key)s::text;
 
 -- name: claim_jobs
--- Claim up to `limit` due pending jobs of the registered types, oldest (execute_at, id) first.
--- Each type is probed through the claim index; rows another worker holds are skipped, and the
--- UPDATE re-checks state = 'pending' (a row may have changed between probe and lock).
+-- Claim up to `limit` due pending jobs of the registered types, oldest (execute_at, id) first,
+-- at most `limits[i]` of `job_types[i]` (per-type caps). Each type is probed through the claim
+-- index; rows another worker holds are skipped, and the UPDATE re-checks state = 'pending' (a
+-- row may have changed between probe and lock).
+-- Queues: a queued row is a candidate only if no older row of its queue is pending and no row
+-- of it runs (job_queues.running_id, as this statement's snapshot saw it). That snapshot may be
+-- stale, so the queue is then taken with a compare-and-set upsert on its job_queues row: ON
+-- CONFLICT DO UPDATE locks the row and tests `running_id IS NULL` on its newest version. A row
+-- whose queue could not be taken is left pending (its lock ends with the statement).
 WITH candidates AS MATERIALIZED (
-    SELECT c.id, c.execute_at
-    FROM unnest(%(job_types)s::text[]) AS t (job_type)
+    SELECT c.id, c.execute_at, c.queue_id
+    FROM unnest(%(job_types)s::text[], %(limits)s::int[]) AS t (job_type, type_limit)
     CROSS JOIN LATERAL (
-        SELECT e.id, e.execute_at
+        SELECT e.id, e.execute_at, e.queue_id
         FROM job_executions AS e
         WHERE e.state = 'pending'
           AND e.job_type = t.job_type
           AND e.execute_at <= %(now)s::timestamptz
+          AND (e.queue_id IS NULL OR (
+                NOT EXISTS (
+                    SELECT 1 FROM job_executions AS o
+                    WHERE o.queue_id = e.queue_id AND o.state = 'pending'
+                      AND (o.execute_at, o.id) < (e.execute_at, e.id))
+                AND NOT EXISTS (
+                    SELECT 1 FROM job_queues AS q
+                    WHERE q.queue_id = e.queue_id AND q.running_id IS NOT NULL)))
         ORDER BY e.execute_at, e.id
-        LIMIT %(limit)s::int
-        FOR UPDATE SKIP LOCKED
+        LIMIT t.type_limit
+        FOR UPDATE OF e SKIP LOCKED
     ) AS c
 ), chosen AS MATERIALIZED (
-    SELECT id FROM candidates ORDER BY execute_at, id LIMIT %(limit)s::int
+    SELECT id, queue_id FROM candidates ORDER BY execute_at, id LIMIT %(limit)s::int
+), queues_taken AS (
+    INSERT INTO job_queues AS q (queue_id, running_id)
+    SELECT queue_id, id FROM chosen WHERE queue_id IS NOT NULL
+    ON CONFLICT (queue_id) DO UPDATE SET running_id = excluded.running_id
+    WHERE q.running_id IS NULL
+    RETURNING q.running_id AS id
+), claimable AS (
+    SELECT id FROM chosen WHERE queue_id IS NULL
+    UNION ALL
+    SELECT id FROM queues_taken
 )
 UPDATE job_executions AS e
 SET state = 'running',
     poller_instance_id = %(instance_id)s::uuid,
     claim_token = gen_random_uuid(),
     alive_at = clock_timestamp()
-FROM chosen
-JOIN jobs AS j ON j.id = chosen.id
-WHERE e.id = chosen.id AND e.state = 'pending'
+FROM claimable
+JOIN jobs AS j ON j.id = claimable.id
+WHERE e.id = claimable.id AND e.state = 'pending'
 -- Times outside job.limits' range (only writable from outside the library) come back NULL,
 -- never as a value the driver cannot decode: the dispatcher isolates such a row.
 RETURNING e.id, e.job_type, e.attempt,
@@ -88,7 +197,19 @@ RETURNING e.id, e.job_type, e.attempt,
                     BETWEEN '0001-01-02 00:00:00+00' AND '9999-12-30 00:00:00+00'
                THEN e.scheduled_at END,
           e.claim_token,
-          j.config::text, j.tracing_context;
+          j.config::text, j.tracing_context, e.queue_id, e.execution_state::text;
+
+-- name: next_in_queues
+-- The job types of the next pending job of each queue: after a queued run ends, these are
+-- woken (the next job may be of another type than the one that finished).
+SELECT DISTINCT n.job_type
+FROM unnest(%(queue_ids)s::text[]) AS q (queue_id)
+CROSS JOIN LATERAL (
+    SELECT e.job_type FROM job_executions AS e
+    WHERE e.queue_id = q.queue_id AND e.state = 'pending'
+    ORDER BY e.execute_at, e.id
+    LIMIT 1
+) AS n;
 
 -- name: next_due_at
 -- The earliest future execute_at among pending jobs of the registered types.
@@ -124,7 +245,14 @@ WITH input AS (
     -- No state predicate: a matching claim_token implies running, and a state test here
     -- made the planner scan every running row instead of probing the primary key.
     WHERE i.terminal AND e.id = i.id AND e.claim_token = i.claim_token
-    RETURNING e.id, i.claim_token, e.event_seq AS base_seq
+    RETURNING e.id, i.claim_token, e.event_seq AS base_seq, e.queue_id, e.job_type,
+              e.unique_key, e.execution_state, e.keep_state
+), kept_states AS (
+    -- A keyed type with inherits_state: the finished generation's checkpoint seeds the next.
+    INSERT INTO job_key_states AS k (job_type, unique_key, state)
+    SELECT job_type, unique_key, execution_state FROM finished
+    WHERE keep_state AND unique_key IS NOT NULL AND execution_state IS NOT NULL
+    ON CONFLICT (job_type, unique_key) DO UPDATE SET state = excluded.state
 ), rescheduled AS (
     UPDATE job_executions AS e
     SET state = 'pending',
@@ -137,11 +265,17 @@ WITH input AS (
         event_seq = e.event_seq + jsonb_array_length(i.events)
     FROM input AS i
     WHERE NOT i.terminal AND e.id = i.id AND e.claim_token = i.claim_token
-    RETURNING e.id, i.claim_token, e.event_seq - jsonb_array_length(i.events) AS base_seq
+    RETURNING e.id, i.claim_token, e.event_seq - jsonb_array_length(i.events) AS base_seq,
+              e.queue_id
 ), applied AS (
-    SELECT id, claim_token, base_seq FROM finished
+    SELECT id, claim_token, base_seq, queue_id FROM finished
     UNION ALL
-    SELECT id, claim_token, base_seq FROM rescheduled
+    SELECT id, claim_token, base_seq, queue_id FROM rescheduled
+), queues_freed AS (
+    -- The run is over: its queue may start its next job.
+    UPDATE job_queues AS q SET running_id = NULL
+    FROM applied AS a
+    WHERE a.queue_id IS NOT NULL AND q.queue_id = a.queue_id AND q.running_id = a.id
 ), appended AS (
     INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
     SELECT a.id, a.base_seq + ev.ord::int, ev.item ->> 'type', ev.item -> 'data',
@@ -196,7 +330,12 @@ WITH lost AS MATERIALIZED (
     WHERE e.id = lost.id AND e.state = 'running'
     RETURNING e.id, e.job_type, e.attempt, e.event_seq - 2 AS base_seq,
               lost.poller_instance_id AS lost_by,
-              extract(epoch FROM clock_timestamp() - lost.alive_at)::float8 AS stalled_secs
+              extract(epoch FROM clock_timestamp() - lost.alive_at)::float8 AS stalled_secs,
+              e.queue_id
+), queues_freed AS (
+    UPDATE job_queues AS q SET running_id = NULL
+    FROM reclaimed AS r
+    WHERE r.queue_id IS NOT NULL AND q.queue_id = r.queue_id AND q.running_id = r.id
 ), appended AS (
     INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
     SELECT id, base_seq + 1, %(lost_event)s::text,
@@ -231,7 +370,11 @@ WITH mine AS MATERIALIZED (
         event_seq = e.event_seq + 2
     FROM mine
     WHERE e.id = mine.id
-    RETURNING e.id, e.job_type, e.attempt, e.event_seq - 2 AS base_seq
+    RETURNING e.id, e.job_type, e.attempt, e.event_seq - 2 AS base_seq, e.queue_id
+), queues_freed AS (
+    UPDATE job_queues AS q SET running_id = NULL
+    FROM released AS r
+    WHERE r.queue_id IS NOT NULL AND q.queue_id = r.queue_id AND q.running_id = r.id
 ), appended AS (
     INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
     SELECT id, base_seq + 1, %(aborted_event)s::text,
@@ -249,6 +392,7 @@ SELECT id, job_type FROM released;
 -- name: load_jobs
 -- Jobs by id with their live execution row (if any) and their whole history (job_history).
 SELECT j.id, j.job_type, j.unique_key, j.config, j.created_at,
+       j.queue_id, e.execution_state,
        e.state, e.attempt,
        CASE WHEN e.execute_at BETWEEN '0001-01-02 00:00:00+00' AND '9999-12-30 00:00:00+00'
             THEN e.execute_at END,

@@ -88,7 +88,9 @@ class Repository:
         now: datetime,
         tracing: dict[str, str] | None,
         conn: object | None = None,
-    ) -> None:
+    ) -> set[UUID]:
+        queue_ids = [j.queue_id for j in jobs]
+        dedup_keys = [j.dedup_key for j in jobs]
         params = {
             "job_type": job_type,
             "now": now,
@@ -97,9 +99,16 @@ class Repository:
             "configs": "[" + ",".join(j.config_json for j in jobs) + "]",
             "execute_ats": [j.execute_at for j in jobs],
             "tracing": json.dumps(tracing) if tracing else None,
+            # NULL arrays when unused: the common spawn sends nothing for them.
+            "queue_ids": queue_ids if any(q is not None for q in queue_ids) else None,
         }
         async with self._conn(conn) as c:
-            await c.execute(q.INSERT_JOBS, params)
+            if all(k is None for k in dedup_keys):
+                await c.execute(q.INSERT_JOBS, params)
+                return {j.id for j in jobs}
+            params["dedup_keys"] = dedup_keys
+            cur = await c.execute(q.INSERT_JOBS_DEDUP, params)
+            return {r[0] for r in await cur.fetchall()}
 
     async def insert_unique_job(
         self,
@@ -109,6 +118,8 @@ class Repository:
         now: datetime,
         tracing: dict[str, str] | None,
         conn: object | None = None,
+        *,
+        inherits_state: bool = False,
     ) -> UUID:
         """Insert unless the key is held; returns the live holder's id (``job.id`` if
         inserted). Runs in one transaction (the caller's, or its own)."""
@@ -118,6 +129,8 @@ class Repository:
             "id": job.id,
             "config": job.config_json,
             "execute_at": job.execute_at,
+            "queue_id": job.queue_id,
+            "keep_state": inherits_state,
             "tracing": json.dumps(tracing) if tracing else None,
             "now": now,
         }
@@ -136,15 +149,71 @@ class Repository:
             f"spawn_unique({job_type!r}, key={unique_key!r}) kept racing with completions"
         )
 
+    async def insert_resident_job(
+        self,
+        job_type: str,
+        job: NewJob,
+        now: datetime,
+        tracing: dict[str, str] | None,
+        conn: object | None = None,
+    ) -> UUID:
+        """The type's resident job: inserted now, or the one that exists (never an error)."""
+        params = {
+            "job_type": job_type,
+            "id": job.id,
+            "config": job.config_json,
+            "execute_at": job.execute_at,
+            "tracing": json.dumps(tracing) if tracing else None,
+            "now": now,
+        }
+        async with self._conn(conn) as c, c.transaction():
+            cur = await c.execute(q.INSERT_RESIDENT_JOB, params)
+            if await cur.fetchone() is not None:
+                return job.id
+            # The conflict waited for the holder to commit: a new statement sees it.
+            cur = await c.execute(q.FIND_RESIDENT_JOB, {"job_type": job_type})
+            row = await cur.fetchone()
+        assert row is not None  # resident jobs rows are never deleted
+        return UUID(str(row[0]))
+
+    async def find_resident_job(self, job_type: str) -> UUID | None:
+        async with self._conn(None) as c:
+            cur = await c.execute(q.FIND_RESIDENT_JOB, {"job_type": job_type})
+            row = await cur.fetchone()
+        return None if row is None else UUID(str(row[0]))
+
+    async def find_keyed_job(self, job_type: str, key: str) -> UUID | None:
+        async with self._conn(None) as c:
+            cur = await c.execute(q.FIND_KEYED_JOB, {"job_type": job_type, "unique_key": key})
+            row = await cur.fetchone()
+        return None if row is None else UUID(str(row[0]))
+
+    async def update_execution_state(
+        self, job_id: UUID, claim_token: UUID, state_json: str, conn: object | None = None
+    ) -> bool:
+        params = {"id": job_id, "claim_token": claim_token, "state": state_json}
+        async with self._conn(conn) as c:
+            cur = await c.execute(q.UPDATE_EXECUTION_STATE, params)
+            return await cur.fetchone() is not None
+
     async def notify(self, payloads: Sequence[str], conn: object | None = None) -> None:
         async with self._conn(conn) as c:
             await c.execute(q.NOTIFY, {"channel": NOTIFY_CHANNEL, "payloads": list(payloads)})
 
     # -- polling -----------------------------------------------------------------------------
 
-    async def claim(self, job_types: Sequence[str], limit: int, now: datetime) -> list[ClaimedRow]:
+    async def claim(
+        self,
+        job_types: Sequence[str],
+        limit: int,
+        now: datetime,
+        limits: Sequence[int] | None = None,
+    ) -> list[ClaimedRow]:
         params = {
             "job_types": list(job_types),
+            "limits": [limit] * len(job_types)
+            if limits is None
+            else [min(n, limit) for n in limits],
             "limit": limit,
             "now": now,
             "instance_id": self.instance_id,
@@ -153,6 +222,11 @@ class Repository:
             cur = await c.execute(q.CLAIM_JOBS, params)
             rows = await cur.fetchall()
         return [ClaimedRow(*row) for row in rows]
+
+    async def next_in_queues(self, queue_ids: Sequence[str]) -> set[str]:
+        async with self._conn(None) as c:
+            cur = await c.execute(q.NEXT_IN_QUEUES, {"queue_ids": list(queue_ids)})
+            return {r[0] for r in await cur.fetchall()}
 
     async def next_due_at(self, job_types: Sequence[str], now: datetime) -> datetime | None:
         """The earliest future due time, or None (none, or one that cannot be read)."""
@@ -267,6 +341,8 @@ def _job_from_row(row: Sequence[Any]) -> Job[Any]:
         unique_key,
         config,
         created_at,
+        queue_id,
+        execution_state,
         state,
         attempt,
         execute_at,
@@ -297,4 +373,6 @@ def _job_from_row(row: Sequence[Any]) -> Job[Any]:
         unique_key=unique_key,
         created_at=created_at,
         events=history,
+        queue_id=queue_id,
+        execution_state=execution_state,
     )

@@ -162,21 +162,50 @@ def _insert(
     jobs: Sequence[NewJob],
     now_us: int,
     tracing: str | None,
+    *,
+    keep_state: bool = False,
+    resident: bool = False,
 ) -> None:
     rows = [
         {
             "id": str(j.id),
             "job_type": job_type,
             "unique_key": unique_key,
+            "queue_id": j.queue_id,
             "config": j.config_json,
             "tracing": tracing,
             "execute_at": _us(j.execute_at),
             "now": now_us,
+            "keep_state": keep_state,
+            "resident": resident,
         }
         for j in jobs
     ]
     db.executemany(q.INSERT_JOB, rows)
     db.executemany(q.INSERT_EXECUTION, rows)
+
+
+def _insert_deduped(
+    db: sqlite3.Connection,
+    job_type: str,
+    jobs: Sequence[NewJob],
+    now_us: int,
+    tracing: str | None,
+) -> set[UUID]:
+    """spawn_many with dedup keys: a job whose key a live job (or an earlier job of this call)
+    holds is skipped. Under the write lock, so racing callers cannot both pass the check."""
+    if all(j.dedup_key is None for j in jobs):
+        _insert(db, job_type, None, jobs, now_us, tracing)
+        return {j.id for j in jobs}
+    created: set[UUID] = set()
+    for j in jobs:
+        if j.dedup_key is not None:
+            params = {"job_type": job_type, "unique_key": j.dedup_key}
+            if db.execute(q.FIND_UNIQUE_HOLDER, params).fetchone() is not None:
+                continue  # held: by a live job, or by one inserted just above
+        _insert(db, job_type, j.dedup_key, [j], now_us, tracing)
+        created.add(j.id)
+    return created
 
 
 def _insert_unique(
@@ -186,22 +215,38 @@ def _insert_unique(
     job: NewJob,
     now_us: int,
     tracing: str | None,
+    inherits_state: bool = False,
 ) -> UUID:
     row = db.execute(
         q.FIND_UNIQUE_HOLDER, {"job_type": job_type, "unique_key": unique_key}
     ).fetchone()
     if row is not None:
         return UUID(row[0])
-    _insert(db, job_type, unique_key, [job], now_us, tracing)
+    _insert(db, job_type, unique_key, [job], now_us, tracing, keep_state=inherits_state)
+    return job.id
+
+
+def _insert_resident(
+    db: sqlite3.Connection, job_type: str, job: NewJob, now_us: int, tracing: str | None
+) -> UUID:
+    row = db.execute(q.FIND_RESIDENT_JOB, {"job_type": job_type}).fetchone()
+    if row is not None:
+        return UUID(row[0])
+    _insert(db, job_type, None, [job], now_us, tracing, resident=True)
     return job.id
 
 
 def _claim(
-    db: sqlite3.Connection, job_types: Sequence[str], limit: int, now_us: int, instance_id: str
+    db: sqlite3.Connection,
+    job_types: Sequence[str],
+    limits: Sequence[int],
+    limit: int,
+    now_us: int,
+    instance_id: str,
 ) -> list[ClaimedRow]:
     candidates: list[tuple[Any, str]] = []
-    for job_type in job_types:
-        params = {"job_type": job_type, "now": now_us, "limit": limit}
+    for job_type, type_limit in zip(job_types, limits, strict=True):
+        params = {"job_type": job_type, "now": now_us, "limit": min(type_limit, limit)}
         candidates.extend((r[1], r[0]) for r in db.execute(q.CLAIM_CANDIDATES, params))
     candidates.sort()
     alive_at = _wall_us()
@@ -225,9 +270,20 @@ def _claim(
                 claim_token=UUID(row[5]),
                 config_json=row[6],
                 tracing=_json_or_none(row[7]),
+                queue_id=row[8],
+                execution_state_json=row[9],
             )
         )
     return claimed
+
+
+def _next_in_queues(db: sqlite3.Connection, queue_ids: Sequence[str]) -> set[str]:
+    types = set()
+    for queue_id in dict.fromkeys(queue_ids):
+        row = db.execute(q.NEXT_IN_QUEUE, {"queue_id": queue_id}).fetchone()
+        if row is not None:
+            types.add(row[0])
+    return types
 
 
 def _next_due(db: sqlite3.Connection, job_types: Sequence[str], now_us: int) -> datetime | None:
@@ -249,8 +305,11 @@ def _apply(
         row = db.execute(q.FENCED_EVENT_SEQ, fence).fetchone()
         if row is None:  # reclaimed by someone else (or already written): the fence holds
             continue
-        base_seq = int(row[0])
+        base_seq, job_type, unique_key, state, keep_state = row
         if w.terminal:
+            if keep_state and unique_key is not None and state is not None:
+                key = {"job_type": job_type, "unique_key": unique_key, "state": state}
+                db.execute(q.KEEP_KEY_STATE, key)
             db.execute(q.FINISH_EXECUTION, fence)
         else:
             db.execute(
@@ -340,11 +399,23 @@ def _load(db: sqlite3.Connection, ids: Sequence[UUID]) -> dict[UUID, Job[Any]]:
 def _job_from_rows(row: Sequence[Any], stored: Sequence[Sequence[Any]]) -> Job[Any]:
     """A Job as the PostgreSQL backend builds it: the two events implied by the jobs row, then
     the stored ones; the state from the live row or else the final job_completed event."""
-    (job_id, job_type, unique_key, config, created_us, first_due_us, state, attempt, due_us) = row
+    (
+        job_id,
+        job_type,
+        unique_key,
+        config,
+        created_us,
+        first_due_us,
+        state,
+        attempt,
+        due_us,
+        queue_id,
+        execution_state,
+    ) = row
     created_at = _required_time(created_us)
     first_due = _time(first_due_us)
     history = [
-        JobEvent(1, ev.INITIALIZED, ev.initialized(job_type, unique_key), created_at),
+        JobEvent(1, ev.INITIALIZED, ev.initialized(job_type, unique_key, queue_id), created_at),
         JobEvent(
             2,
             ev.EXECUTION_SCHEDULED,
@@ -378,6 +449,8 @@ def _job_from_rows(row: Sequence[Any], stored: Sequence[Sequence[Any]]) -> Job[A
         unique_key=unique_key,
         created_at=created_at,
         events=tuple(history),
+        queue_id=queue_id,
+        execution_state=_json_or_none(execution_state),
     )
 
 
@@ -588,11 +661,13 @@ class SqliteBackend:
         now: datetime,
         tracing: dict[str, str] | None,
         conn: object | None = None,
-    ) -> None:
+    ) -> set[UUID]:
         if not jobs:
-            return
+            return set()
         now_us, carrier = _us(now), _JSON.encode(tracing) if tracing else None
-        await self._write(conn, lambda db: _insert(db, job_type, None, jobs, now_us, carrier))
+        return await self._write(
+            conn, lambda db: _insert_deduped(db, job_type, jobs, now_us, carrier)
+        )
 
     async def insert_unique_job(
         self,
@@ -602,19 +677,73 @@ class SqliteBackend:
         now: datetime,
         tracing: dict[str, str] | None,
         conn: object | None = None,
+        *,
+        inherits_state: bool = False,
     ) -> UUID:
         now_us, carrier = _us(now), _JSON.encode(tracing) if tracing else None
         return await self._write(
-            conn, lambda db: _insert_unique(db, job_type, unique_key, job, now_us, carrier)
+            conn,
+            lambda db: _insert_unique(
+                db, job_type, unique_key, job, now_us, carrier, inherits_state
+            ),
         )
+
+    async def insert_resident_job(
+        self,
+        job_type: str,
+        job: NewJob,
+        now: datetime,
+        tracing: dict[str, str] | None,
+        conn: object | None = None,
+    ) -> UUID:
+        now_us, carrier = _us(now), _JSON.encode(tracing) if tracing else None
+        return await self._write(
+            conn, lambda db: _insert_resident(db, job_type, job, now_us, carrier)
+        )
+
+    async def find_resident_job(self, job_type: str) -> UUID | None:
+        def op(db: sqlite3.Connection) -> UUID | None:
+            row = db.execute(q.FIND_RESIDENT_JOB, {"job_type": job_type}).fetchone()
+            return None if row is None else UUID(row[0])
+
+        return await self._read(None, op)
+
+    async def find_keyed_job(self, job_type: str, key: str) -> UUID | None:
+        def op(db: sqlite3.Connection) -> UUID | None:
+            params = {"job_type": job_type, "unique_key": key}
+            row = db.execute(q.FIND_KEYED_JOB, params).fetchone()
+            return None if row is None else UUID(row[0])
+
+        return await self._read(None, op)
+
+    async def update_execution_state(
+        self, job_id: UUID, claim_token: UUID, state_json: str, conn: object | None = None
+    ) -> bool:
+        params = {"id": str(job_id), "claim_token": str(claim_token), "state": state_json}
+
+        def op(db: sqlite3.Connection) -> bool:
+            return db.execute(q.UPDATE_EXECUTION_STATE, params).rowcount == 1
+
+        return await self._write(conn, op)
 
     # -- polling -----------------------------------------------------------------------------
 
-    async def claim(self, job_types: Sequence[str], limit: int, now: datetime) -> list[ClaimedRow]:
+    async def claim(
+        self,
+        job_types: Sequence[str],
+        limit: int,
+        now: datetime,
+        limits: Sequence[int] | None = None,
+    ) -> list[ClaimedRow]:
         if not job_types or limit <= 0:
             return []
         types, now_us = list(job_types), _us(now)
-        return await self._write(None, lambda db: _claim(db, types, limit, now_us, self._me))
+        caps = [limit] * len(types) if limits is None else list(limits)
+        return await self._write(None, lambda db: _claim(db, types, caps, limit, now_us, self._me))
+
+    async def next_in_queues(self, queue_ids: Sequence[str]) -> set[str]:
+        wanted = list(queue_ids)
+        return await self._read(None, lambda db: _next_in_queues(db, wanted))
 
     async def next_due_at(self, job_types: Sequence[str], now: datetime) -> datetime | None:
         types, now_us = list(job_types), _us(now)
@@ -697,6 +826,9 @@ class SqliteBackend:
     def announce(self, job_type: str) -> None:
         return None
 
+    def announce_terminal(self) -> None:
+        return None  # other processes see every commit through data_version
+
     async def announce_in(self, conn: object, job_type: str) -> None:
         return None
 
@@ -712,10 +844,12 @@ class SqliteBackend:
         attempt_timeout: float,
         *,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+        on_terminal: Callable[[], None] = lambda: None,
     ) -> None:
-        """Call ``on_ready(None)`` whenever another connection has committed to the file
-        (another process, or one of our runner transactions; our heartbeats too, which costs
-        a spare poll). Checked every :attr:`listen_interval` seconds on the main connection."""
+        """Call ``on_ready(None)`` and ``on_terminal()`` whenever another connection has
+        committed to the file (another process, or one of our runner transactions; our
+        heartbeats too, which costs a spare poll). Checked every :attr:`listen_interval`
+        seconds on the main connection."""
         task_status.started()
         last: int | None = None
         while True:
@@ -729,6 +863,7 @@ class SqliteBackend:
             else:
                 if last is not None and version != last:
                     on_ready(None)
+                    on_terminal()
                 last = version
             await anyio.sleep(self.listen_interval)
 

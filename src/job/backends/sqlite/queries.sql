@@ -64,14 +64,54 @@ PRAGMA data_version;
 -- name: insert_job
 -- Spawn: the immutable jobs row. Its first two history events are implied by it (the backend
 -- adds them when loading), so no event is written.
-INSERT INTO jobs (id, job_type, unique_key, config, tracing_context, execute_at, created_at)
-VALUES (:id, :job_type, :unique_key, :config, :tracing, :execute_at, :now);
+INSERT INTO jobs
+    (id, job_type, unique_key, queue_id, config, tracing_context, execute_at, created_at,
+     resident)
+VALUES (
+    :id, :job_type, :unique_key, :queue_id, :config, :tracing, :execute_at, :now, :resident
+);
 
 -- name: insert_execution
 -- Spawn: the live execution row, pending, attempt 1; event_seq counts the two implied events.
--- Inserted after its jobs row (foreign key).
-INSERT INTO job_executions (id, job_type, unique_key, execute_at, scheduled_at, event_seq)
-VALUES (:id, :job_type, :unique_key, :execute_at, :now, 2);
+-- Inserted after its jobs row (foreign key). A keyed type with inherits_state (keep_state)
+-- starts from the key's retained checkpoint.
+INSERT INTO job_executions
+    (id, job_type, unique_key, queue_id, execute_at, scheduled_at, event_seq, keep_state,
+     execution_state)
+VALUES (
+    :id, :job_type, :unique_key, :queue_id, :execute_at, :now, 2, :keep_state,
+    CASE WHEN :keep_state THEN (
+        SELECT state FROM job_key_states WHERE job_type = :job_type AND unique_key = :unique_key)
+    END
+);
+
+-- name: find_resident_job
+SELECT id FROM jobs WHERE job_type = :job_type AND resident = 1;
+
+-- name: find_keyed_job
+-- The live generation of a keyed job, else its newest one.
+SELECT j.id FROM jobs AS j
+LEFT JOIN job_executions AS e ON e.id = j.id
+WHERE j.job_type = :job_type AND j.unique_key = :unique_key
+ORDER BY (e.id IS NOT NULL) DESC, j.created_at DESC, j.id DESC
+LIMIT 1;
+
+-- name: update_execution_state
+-- A runner's checkpoint, fenced by its claim token: a reclaimed run writes nothing.
+UPDATE job_executions SET execution_state = :state
+WHERE id = :id AND claim_token = :claim_token;
+
+-- name: keep_key_state
+-- A keyed type with inherits_state: the finished generation's checkpoint seeds the next.
+INSERT INTO job_key_states (job_type, unique_key, state) VALUES (:job_type, :unique_key, :state)
+ON CONFLICT (job_type, unique_key) DO UPDATE SET state = excluded.state;
+
+-- name: next_in_queue
+-- The job type of a queue's next pending job (woken after a queued run ends).
+SELECT job_type FROM job_executions
+WHERE queue_id = :queue_id AND state = 'pending'
+ORDER BY execute_at, id
+LIMIT 1;
 
 -- name: find_unique_holder
 -- spawn_unique: the live job holding (job_type, unique_key), if any. Read under the write
@@ -83,9 +123,19 @@ WHERE job_type = :job_type AND unique_key = :unique_key;
 -- Claim, per job type: its oldest due pending rows through the claim index, at most `limit`
 -- of them; the caller merges the types and keeps the overall oldest `limit` (execute_at, id).
 -- A time that is not an integer (written from outside) is never <= :now: never claimed.
-SELECT id, execute_at FROM job_executions
-WHERE state = 'pending' AND job_type = :job_type AND execute_at <= :now
-ORDER BY execute_at, id
+-- A queued row only if no job of its queue runs and none older of it is pending: under the
+-- write lock this cannot race, so the claim never starts two jobs of one queue.
+SELECT e.id, e.execute_at FROM job_executions AS e
+WHERE e.state = 'pending' AND e.job_type = :job_type AND e.execute_at <= :now
+  AND (e.queue_id IS NULL OR (
+        NOT EXISTS (
+            SELECT 1 FROM job_executions AS r
+            WHERE r.queue_id = e.queue_id AND r.state = 'running')
+        AND NOT EXISTS (
+            SELECT 1 FROM job_executions AS o
+            WHERE o.queue_id = e.queue_id AND o.state = 'pending'
+              AND (o.execute_at, o.id) < (e.execute_at, e.id))))
+ORDER BY e.execute_at, e.id
 LIMIT :limit;
 
 -- name: claim_one
@@ -101,7 +151,7 @@ WHERE id = :id AND state = 'pending';
 -- name: claimed_row
 -- What the dispatcher needs of a claimed row: the run's attempt and schedule, the config.
 SELECT e.id, e.job_type, e.attempt, e.execute_at, e.scheduled_at, e.claim_token,
-       j.config, j.tracing_context
+       j.config, j.tracing_context, e.queue_id, e.execution_state
 FROM job_executions AS e
 JOIN jobs AS j ON j.id = e.id
 WHERE e.id = :id AND e.claim_token = :claim_token;
@@ -118,7 +168,8 @@ LIMIT 1;
 -- Outcome writes are fenced by the claim token: a run whose claim was reclaimed by another
 -- worker finds no row here and writes nothing (not reported as applied). A matching token
 -- implies the row is running.
-SELECT event_seq FROM job_executions WHERE id = :id AND claim_token = :claim_token;
+SELECT event_seq, job_type, unique_key, execution_state, keep_state
+FROM job_executions WHERE id = :id AND claim_token = :claim_token;
 
 -- name: finish_execution
 -- A terminal outcome (completed or errored): the live row goes; the history stays.
@@ -194,7 +245,7 @@ WHERE id = :id AND state = 'running';
 -- name: load_job
 -- A job by id with its live execution row, if any (none once terminal).
 SELECT j.id, j.job_type, j.unique_key, j.config, j.created_at, j.execute_at,
-       e.state, e.attempt, e.execute_at
+       e.state, e.attempt, e.execute_at, j.queue_id, e.execution_state
 FROM jobs AS j
 LEFT JOIN job_executions AS e ON e.id = j.id
 WHERE j.id = :id;
