@@ -33,12 +33,26 @@ from job.outcome import (
     RescheduleAt,
     RescheduleIn,
     RescheduleNow,
+    ResidentCompletion,
     RetryLater,
 )
 from job.retry import RetryDecision, RetrySettings
-from job.runner import JobInitializer, JobRunner
+from job.runner import (
+    JobInitializer,
+    JobRunner,
+    KeyedJobInitializer,
+    ResidentJobInitializer,
+    ResidentJobRunner,
+)
 from job.service import Jobs
-from job.spawner import BulkSpawnResult, JobSpawner, JobSpec, UniqueSpawn
+from job.spawner import (
+    BulkSpawnResult,
+    JobSpawner,
+    JobSpec,
+    KeyedJobSpawner,
+    ResidentJobSpawner,
+    UniqueSpawn,
+)
 
 __all__ = [
     "BackendMismatchError",
@@ -70,12 +84,18 @@ __all__ = [
     "JobSvcConfig",
     "JobTimeoutError",
     "Jobs",
+    "KeyedJobInitializer",
+    "KeyedJobSpawner",
     "MigrationError",
     "NotStartedError",
     "RegistryClosedError",
     "RescheduleAt",
     "RescheduleIn",
     "RescheduleNow",
+    "ResidentCompletion",
+    "ResidentJobInitializer",
+    "ResidentJobRunner",
+    "ResidentJobSpawner",
     "RetryDecision",
     "RetryLater",
     "RetrySettings",

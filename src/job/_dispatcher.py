@@ -39,6 +39,7 @@ from job.outcome import (
     RetryLater,
 )
 from job.retry import RetrySettings
+from job.runner import ResidentJobInitializer
 
 logger = logging.getLogger("job.dispatcher")
 
@@ -64,8 +65,13 @@ def _retry_settings(initializer: Any) -> RetrySettings:
         settings = initializer.retry_settings()
     except Exception:
         logger.exception("%s.retry_settings() raised; using the defaults", initializer)
-        return RetrySettings()
-    return settings if isinstance(settings, RetrySettings) else RetrySettings()
+        settings = None
+    if not isinstance(settings, RetrySettings):
+        settings = RetrySettings()
+    if isinstance(initializer, ResidentJobInitializer):
+        # A resident job retries forever: only the backoff's shape is the type's to choose.
+        settings = settings.model_copy(update={"n_attempts": None})
+    return settings
 
 
 async def _run_with_timeout(
@@ -244,7 +250,7 @@ class Dispatcher:
                     await self._fail_unreadable(row)
                     return
                 if row.attempt > 1:
-                    settings = initializer.retry_settings()
+                    settings = _retry_settings(initializer)
                 if (
                     settings is not None
                     and settings.n_attempts is not None
@@ -310,6 +316,14 @@ class Dispatcher:
         if isinstance(outcome, RetryLater):
             await current._finish_transaction(commit=False)
             failure = Failure(outcome.reason, "RetryLater", delay=outcome.delay)
+            await self._fail(row, failure, _retry_settings(initializer), started_at)
+            return
+        if isinstance(outcome, Complete) and isinstance(initializer, ResidentJobInitializer):
+            await current._finish_transaction(commit=False)
+            failure = Failure(
+                "a resident job never completes: return RescheduleAt/In/Now or RetryLater",
+                "ResidentCompleted",
+            )
             await self._fail(row, failure, _retry_settings(initializer), started_at)
             return
         if isinstance(outcome, Complete):

@@ -27,6 +27,7 @@ __all__ = [
     "RescheduleAt",
     "RescheduleIn",
     "RescheduleNow",
+    "ResidentCompletion",
     "RetryLater",
 ]
 
@@ -80,3 +81,6 @@ class RescheduleNow:
 
 JobCompletion = Complete | RetryLater | RescheduleAt | RescheduleIn | RescheduleNow
 """Any outcome a runner may return."""
+
+ResidentCompletion = RetryLater | RescheduleAt | RescheduleIn | RescheduleNow
+"""What a resident job's runner may return: it never completes."""

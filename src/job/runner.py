@@ -33,9 +33,15 @@ from job.retry import RetrySettings
 
 if TYPE_CHECKING:
     from job.current import CurrentJob
-    from job.outcome import JobCompletion
+    from job.outcome import JobCompletion, ResidentCompletion
 
-__all__ = ["JobInitializer", "JobRunner"]
+__all__ = [
+    "JobInitializer",
+    "JobRunner",
+    "KeyedJobInitializer",
+    "ResidentJobInitializer",
+    "ResidentJobRunner",
+]
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -65,7 +71,8 @@ class JobInitializer(ABC, Generic[C]):
         if "config_type" in cls.__dict__:
             return
         for base in getattr(cls, "__orig_bases__", ()):
-            if typing.get_origin(base) is JobInitializer:
+            origin = typing.get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, JobInitializer):
                 (arg,) = typing.get_args(base)
                 if isinstance(arg, type) and issubclass(arg, BaseModel):
                     cls.config_type = arg
@@ -96,3 +103,40 @@ class JobInitializer(ABC, Generic[C]):
 
         An exception here fails the attempt, like an exception from ``run``.
         """
+
+
+class KeyedJobInitializer(JobInitializer[C]):
+    """A job type with one live job per key (a per-account listener, a per-order saga).
+
+    ``Jobs.add_initializer`` returns a :class:`~job.spawner.KeyedJobSpawner`: spawning a key
+    that a live job holds resolves to that job (the new config is discarded); once it is
+    completed or errored, the next spawn of the key starts a new generation, a new job.
+    """
+
+    def inherits_state(self) -> bool:
+        """``True``: a new generation starts with the previous generation's last checkpoint
+        (``CurrentJob.execution_state``). Default ``False``: each generation starts fresh."""
+        return False
+
+
+class ResidentJobRunner(JobRunner[C]):
+    """The runner of a resident job: it never completes, only reschedules or retries."""
+
+    @abstractmethod
+    async def run(self, current_job: CurrentJob[C]) -> ResidentCompletion:
+        """Do one round of work; return when to run again (``RescheduleAt``/``In``/``Now``)
+        or ``RetryLater``. Failures retry forever with the type's backoff."""
+
+
+class ResidentJobInitializer(JobInitializer[C]):
+    """A job type with exactly one job, ever, that never completes (a singleton loop).
+
+    ``Jobs.add_initializer`` returns a :class:`~job.spawner.ResidentJobSpawner`: the first
+    spawn creates the job, every later one (in any process) returns it. Failures retry
+    forever: ``retry_settings()`` shapes the backoff, its ``n_attempts`` is ignored. A runner
+    returning ``Complete`` is recorded as a failed attempt (resident jobs never complete).
+    """
+
+    @abstractmethod
+    def init(self, config: C) -> ResidentJobRunner[C]:
+        """Build the runner for one run of the resident job."""

@@ -24,7 +24,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 from uuid import UUID
 
 import anyio
@@ -53,8 +53,8 @@ from job.errors import (
     NotStartedError,
 )
 from job.handles import JobHandle
-from job.runner import JobInitializer
-from job.spawner import JobSpawner
+from job.runner import JobInitializer, KeyedJobInitializer, ResidentJobInitializer
+from job.spawner import JobSpawner, KeyedJobSpawner, ResidentJobSpawner
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -175,11 +175,32 @@ class Jobs:
             await self._close.wait()
             tg.cancel_scope.cancel()
 
-    def add_initializer(self, initializer: JobInitializer[C]) -> JobSpawner[C]:
-        """Register a job type; returns its typed spawner. Call before :meth:`start_poll`."""
+    # Keyed and resident initializers are JobInitializers too: the narrower overloads come
+    # first and win, hence the (deliberate) overlap.
+    @overload
+    def add_initializer(  # type: ignore[overload-overlap]
+        self, initializer: ResidentJobInitializer[C]
+    ) -> ResidentJobSpawner[C]: ...
+    @overload
+    def add_initializer(  # type: ignore[overload-overlap]
+        self, initializer: KeyedJobInitializer[C]
+    ) -> KeyedJobSpawner[C]: ...
+    @overload
+    def add_initializer(self, initializer: JobInitializer[C]) -> JobSpawner[C]: ...
+    def add_initializer(
+        self, initializer: JobInitializer[C]
+    ) -> JobSpawner[C] | KeyedJobSpawner[C] | ResidentJobSpawner[C]:
+        """Register a job type; returns its typed spawner (a ``KeyedJobSpawner`` for a
+        ``KeyedJobInitializer``, a ``ResidentJobSpawner`` for a ``ResidentJobInitializer``).
+        Call before :meth:`start_poll`."""
         self._registry.add(initializer)
         config_type: type[C] = initializer.config_type  # type: ignore[assignment]
-        return JobSpawner(self, initializer.job_type, config_type)
+        spawner = JobSpawner(self, initializer.job_type, config_type)
+        if isinstance(initializer, ResidentJobInitializer):
+            return ResidentJobSpawner(spawner)
+        if isinstance(initializer, KeyedJobInitializer):
+            return KeyedJobSpawner(spawner, bool(initializer.inherits_state()))
+        return spawner
 
     async def start_poll(self) -> None:
         """Start running jobs of the registered types (poller, listener, liveness)."""

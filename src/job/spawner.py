@@ -39,7 +39,14 @@ if TYPE_CHECKING:
     #: A caller's transaction: psycopg on PostgreSQL, SqliteTransaction on SQLite.
     Conn: TypeAlias = AsyncConnection[Any] | SqliteTransaction
 
-__all__ = ["BulkSpawnResult", "JobSpawner", "JobSpec", "UniqueSpawn"]
+__all__ = [
+    "BulkSpawnResult",
+    "JobSpawner",
+    "JobSpec",
+    "KeyedJobSpawner",
+    "ResidentJobSpawner",
+    "UniqueSpawn",
+]
 
 C = TypeVar("C", bound=pydantic.BaseModel)
 
@@ -209,6 +216,18 @@ class JobSpawner(Generic[C]):
         any number of processes, exactly one creates the job.
         """
         _check_unique_key(key)
+        return await self._spawn_unique(config, key, at, queue_id, conn, inherits_state=False)
+
+    async def _spawn_unique(
+        self,
+        config: C,
+        key: str,
+        at: datetime | None,
+        queue_id: str | None,
+        conn: Conn | None,
+        *,
+        inherits_state: bool,
+    ) -> UniqueSpawn[C]:
         now = self._jobs.clock.now()
         repo = self._jobs._repository(conn)
         item = JobSpec(config, at=at, queue_id=queue_id)
@@ -219,7 +238,9 @@ class JobSpawner(Generic[C]):
         ):
             new = self._new_job(item, now)
             carrier = tel.current_trace_carrier()
-            holder = await repo.insert_unique_job(self._job_type, key, new, now, carrier, conn)
+            holder = await repo.insert_unique_job(
+                self._job_type, key, new, now, carrier, conn, inherits_state=inherits_state
+            )
             if holder != new.id:
                 return UniqueSpawn(await self._load(holder, conn=conn), False)
             # Committed (ours) or in the caller's transaction: now wake the pollers.
@@ -330,3 +351,79 @@ class JobSpawner(Generic[C]):
             events=events,
             queue_id=new.queue_id,
         )
+
+
+class KeyedJobSpawner(Generic[C]):
+    """Spawns the jobs of a :class:`~job.runner.KeyedJobInitializer`: one live job per key.
+
+    Returned by :meth:`Jobs.add_initializer`. Same guarantees as
+    :meth:`JobSpawner.spawn_unique` (which it is built on), plus lookups by key and, with
+    ``inherits_state()``, checkpoints carried from one generation of a key to the next.
+    """
+
+    def __init__(self, spawner: JobSpawner[C], inherits_state: bool) -> None:
+        self._spawner = spawner
+        self._inherits_state = inherits_state
+
+    @property
+    def job_type(self) -> str:
+        return self._spawner.job_type
+
+    async def spawn(
+        self,
+        key: str,
+        config: C,
+        *,
+        at: datetime | None = None,
+        queue_id: str | None = None,
+        conn: Conn | None = None,
+    ) -> JobHandle[C]:
+        """The live job of ``key``: created now with ``config``, or the existing one (whose
+        config is kept). Of many concurrent callers in any processes, exactly one creates."""
+        _check_unique_key(key, "keyed job key")
+        spawned = await self._spawner._spawn_unique(
+            config, key, at, queue_id, conn, inherits_state=self._inherits_state
+        )
+        return self._spawner.handle(spawned.job.id)
+
+    async def handle(self, key: str) -> JobHandle[C] | None:
+        """The key's live job, else its newest finished one; None if never spawned."""
+        _check_unique_key(key, "keyed job key")
+        backend = self._spawner._jobs._repository()
+        job_id = await backend.find_keyed_job(self._spawner.job_type, key)
+        return None if job_id is None else self._spawner.handle(job_id)
+
+
+class ResidentJobSpawner(Generic[C]):
+    """Spawns the one job of a :class:`~job.runner.ResidentJobInitializer`."""
+
+    def __init__(self, spawner: JobSpawner[C]) -> None:
+        self._spawner = spawner
+
+    @property
+    def job_type(self) -> str:
+        return self._spawner.job_type
+
+    async def spawn(self, config: C, *, conn: Conn | None = None) -> JobHandle[C]:
+        """The type's resident job: created now with ``config`` if it never existed, else the
+        existing one (its config is kept). Never an error for a duplicate."""
+        spawner = self._spawner
+        now = spawner._jobs.clock.now()
+        repo = spawner._jobs._repository(conn)
+        with tel.span(
+            tel.SPAN_SPAWN,
+            kind=SpanKind.PRODUCER,
+            attributes={"job.type": spawner.job_type, "job.resident": True},
+        ):
+            new = spawner._new_job(JobSpec(config), now)
+            carrier = tel.current_trace_carrier()
+            job_id = await repo.insert_resident_job(spawner.job_type, new, now, carrier, conn)
+            if job_id == new.id:
+                await spawner._announce(conn)
+        return spawner.handle(job_id)
+
+    async def handle(self) -> JobHandle[C] | None:
+        """The resident job, or None if it was never spawned."""
+        backend = self._spawner._jobs._repository()
+        job_id = await backend.find_resident_job(self._spawner.job_type)
+        return None if job_id is None else self._spawner.handle(job_id)

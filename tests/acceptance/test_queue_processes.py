@@ -178,7 +178,11 @@ async def test_queues_serialize_runs_across_worker_processes_in_spawn_order(
     assert sorted(r[2] for r in starts) == list(range(N_JOBS))  # each job ran exactly once
     assert {r[5] for r in starts} == {1}
     pids = {r[4] for r in starts}
-    assert len(pids) >= 2, f"only one worker ran jobs: {pids}"
+    if backend == "postgres":
+        # On SQLite one worker may legitimately run everything: the worker that finishes a
+        # queued run wakes itself for the queue's next job at once, while the others learn of
+        # it only by watching data_version; exclusion and order above hold either way.
+        assert len(pids) >= 2, f"only one worker ran jobs: {pids}"
     assert target.query("SELECT count(*) FROM jobs") == [(N_JOBS,)]
     figures(
         f"queues/{backend}",
