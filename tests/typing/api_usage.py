@@ -18,7 +18,10 @@ from job import (
     CurrentJob,
     Job,
     JobCompletion,
+    JobHandle,
+    JobHandles,
     JobInitializer,
+    JobOutcome,
     JobRunner,
     Jobs,
     JobSpawner,
@@ -83,3 +86,42 @@ async def usage(dsn: str) -> None:
 class WrongRunner(JobRunner[SendEmail]):
     async def run(self, current_job: CurrentJob[SendEmail]) -> JobCompletion:
         return "done"  # type: ignore[return-value]
+
+
+class Progress(BaseModel):
+    step: int
+
+
+class Summary(BaseModel):
+    sent: int
+
+
+class CheckpointRunner(JobRunner[SendEmail]):
+    async def run(self, current_job: CurrentJob[SendEmail]) -> JobCompletion:
+        state = current_job.execution_state(Progress)
+        assert_type(state, Progress | None)
+        await current_job.update_execution_state(Progress(step=1))
+        await current_job.update_execution_state(Progress(step=2), in_transaction=True)
+        current_job.set_result(Summary(sent=1))
+        current_job.set_result({"sent": 1})
+        return Complete()
+
+
+async def handles_usage(jobs: Jobs, spawner: JobSpawner[SendEmail], job_id: UUID) -> None:
+    handle = spawner.handle(job_id)
+    assert_type(handle, JobHandle[SendEmail])
+    assert_type(await handle.load(), Job[SendEmail])
+    outcome = await handle.await_completion(timeout=5)
+    assert_type(outcome, JobOutcome[SendEmail])
+    assert_type(outcome.job, Job[SendEmail])
+    assert_type(outcome.state, JobState)
+    assert_type(outcome.error, str | None)
+    assert_type(outcome.result_as(Summary), Summary | None)
+    assert_type(outcome.job.result_as(Summary), Summary | None)
+    assert_type(outcome.job.execution_state_as(Progress), Progress | None)
+    many = spawner.handles([job_id])
+    assert_type(many, JobHandles[SendEmail])
+    assert_type(await many.await_all(timeout=5), list[JobOutcome[SendEmail]])
+    assert_type(await many.load_all(), list[Job[SendEmail]])
+    assert_type(jobs.handle(job_id), JobHandle[Any])
+    await handle.await_completion()  # type: ignore[call-arg]
