@@ -450,6 +450,14 @@ class Dispatcher:
     async def _write_failure(self, row: ClaimedRow, write: OutcomeWrite) -> None:
         self._with_result(row, write)
         try:
+            try:
+                self._log_unwritten(row, await self._writer.submit(write))
+                return
+            except OutcomeRejectedError:
+                if not write.events or write.events[0]["type"] != ev.RESULT_UPDATED:
+                    raise
+            # The run's result is what the database refused: record the failure without it.
+            del write.events[0]
             self._log_unwritten(row, await self._writer.submit(write))
         except OutcomeRejectedError:
             # Even the sanitized failure record was refused: nothing more can be stored for

@@ -107,6 +107,9 @@ class Jobs:
         self._maintenance: Maintenance | None = None
         self._dispatcher: Dispatcher | None = None
         self._tg: TaskGroup | None = None
+        # The backend's listener runs from start_poll(), or from the first await of a
+        # completion in a service that only spawns (it brings other processes' completions).
+        self._listening = False
         # anyio primitives need a running event loop; created in open().
         self._close: anyio.Event | None = None
         self._shutdown_requested: anyio.Event | None = None
@@ -245,12 +248,14 @@ class Jobs:
         try:
             # Returns after the listener's first attempt even if it failed (bounded by
             # connection_timeout): polling never waits for wake-ups (see docs/liveness.md).
-            await tg.start(
-                functools.partial(backend.run_listener, on_terminal=self._on_remote_terminal),
-                self._on_ready,
-                cfg.connection_timeout.total_seconds(),
-                name="job-listener",
-            )
+            if not self._listening:
+                self._listening = True
+                await tg.start(
+                    functools.partial(backend.run_listener, on_terminal=self._on_remote_terminal),
+                    self._on_ready,
+                    cfg.connection_timeout.total_seconds(),
+                    name="job-listener",
+                )
             maintenance.start_threads()
             tg.start_soon(maintenance.run_ticker, name="job-watchdog-ticker")
             await tg.start(poller.run, name="job-poller")
@@ -415,6 +420,19 @@ class Jobs:
     async def _await_terminal(self, job_id: UUID, timeout: float) -> None:
         if self._waiters is None or self._state not in ("open", "polling"):
             raise NotStartedError()
+        if not self._listening and self._tg is not None:
+            # A spawn-only service: listen now, so a completion elsewhere is seen at once.
+            self._listening = True
+            self._tg.start_soon(
+                functools.partial(
+                    self._backend.run_listener,
+                    on_terminal=self._on_remote_terminal,
+                    task_status=anyio.TASK_STATUS_IGNORED,
+                ),
+                self._on_ready,
+                self._config.connection_timeout.total_seconds(),
+                name="job-listener",
+            )
         await self._waiters.wait(job_id, timeout)
 
     def _on_terminal(self, ids: list[UUID]) -> None:
