@@ -7,6 +7,7 @@ failure).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, assert_type
 from uuid import UUID
 
@@ -28,7 +29,13 @@ from job import (
     JobSpec,
     JobState,
     JobSvcConfig,
+    KeyedJobInitializer,
+    KeyedJobSpawner,
     RescheduleIn,
+    ResidentCompletion,
+    ResidentJobInitializer,
+    ResidentJobRunner,
+    ResidentJobSpawner,
     UniqueSpawn,
 )
 
@@ -125,3 +132,39 @@ async def handles_usage(jobs: Jobs, spawner: JobSpawner[SendEmail], job_id: UUID
     assert_type(await many.load_all(), list[Job[SendEmail]])
     assert_type(jobs.handle(job_id), JobHandle[Any])
     await handle.await_completion()  # type: ignore[call-arg]
+
+
+class Listener(KeyedJobInitializer[SendEmail]):
+    job_type = "typing_keyed"
+
+    def init(self, config: SendEmail) -> JobRunner[SendEmail]:
+        raise NotImplementedError
+
+
+class LoopRunner(ResidentJobRunner[SendEmail]):
+    async def run(self, current_job: CurrentJob[SendEmail]) -> ResidentCompletion:
+        return RescheduleIn(timedelta(minutes=1))
+
+
+class BadLoop(ResidentJobRunner[SendEmail]):
+    async def run(self, current_job: CurrentJob[SendEmail]) -> ResidentCompletion:
+        return Complete()  # type: ignore[return-value]
+
+
+class Loop(ResidentJobInitializer[SendEmail]):
+    job_type = "typing_resident"
+
+    def init(self, config: SendEmail) -> ResidentJobRunner[SendEmail]:
+        return LoopRunner()
+
+
+async def keyed_and_resident_usage(jobs: Jobs) -> None:
+    keyed = jobs.add_initializer(Listener())
+    assert_type(keyed, KeyedJobSpawner[SendEmail])
+    assert_type(await keyed.spawn("k", SendEmail(to="a")), JobHandle[SendEmail])
+    assert_type(await keyed.handle("k"), JobHandle[SendEmail] | None)
+    await keyed.spawn("k", Progress(step=1))  # type: ignore[arg-type]
+    resident = jobs.add_initializer(Loop())
+    assert_type(resident, ResidentJobSpawner[SendEmail])
+    assert_type(await resident.spawn(SendEmail(to="a")), JobHandle[SendEmail])
+    assert_type(await resident.handle(), JobHandle[SendEmail] | None)
