@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 from uuid import UUID
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskGroup, TaskStatus
 from opentelemetry import context as otel_context
 from pydantic import BaseModel
 
@@ -250,12 +250,7 @@ class Jobs:
             # connection_timeout): polling never waits for wake-ups (see docs/liveness.md).
             if not self._listening:
                 self._listening = True
-                await tg.start(
-                    functools.partial(backend.run_listener, on_terminal=self._on_remote_terminal),
-                    self._on_ready,
-                    cfg.connection_timeout.total_seconds(),
-                    name="job-listener",
-                )
+                await tg.start(self._run_listener, name="job-listener")
             maintenance.start_threads()
             tg.start_soon(maintenance.run_ticker, name="job-watchdog-ticker")
             await tg.start(poller.run, name="job-poller")
@@ -423,17 +418,17 @@ class Jobs:
         if not self._listening and self._tg is not None:
             # A spawn-only service: listen now, so a completion elsewhere is seen at once.
             self._listening = True
-            self._tg.start_soon(
-                functools.partial(
-                    self._backend.run_listener,
-                    on_terminal=self._on_remote_terminal,
-                    task_status=anyio.TASK_STATUS_IGNORED,
-                ),
-                self._on_ready,
-                self._config.connection_timeout.total_seconds(),
-                name="job-listener",
-            )
+            self._tg.start_soon(self._run_listener, name="job-listener")
         await self._waiters.wait(job_id, timeout)
+
+    async def _run_listener(self, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
+        """The backend's listener: wake-ups for the poller, completions for the waiters."""
+        await self._backend.run_listener(
+            self._on_ready,
+            self._config.connection_timeout.total_seconds(),
+            task_status=task_status,
+            on_terminal=self._on_remote_terminal,
+        )
 
     def _on_terminal(self, ids: list[UUID]) -> None:
         """Our writes ended these jobs: wake local waiters, tell other processes'."""
