@@ -11,7 +11,18 @@ import anyio
 import psycopg
 from pydantic import BaseModel
 
-from job import Complete, CurrentJob, JobCompletion, JobInitializer, JobRunner, RetrySettings
+from job import (
+    BatchCompletion,
+    BatchedJobInitializer,
+    BatchedJobRunner,
+    Complete,
+    CurrentBatch,
+    CurrentJob,
+    JobCompletion,
+    JobInitializer,
+    JobRunner,
+    RetrySettings,
+)
 
 
 class Cfg(BaseModel):
@@ -54,6 +65,75 @@ class FnInitializer(JobInitializer[Any]):
 
     def init(self, config: Any) -> JobRunner[Any]:
         return FnRunner(self.fn)
+
+
+BatchFn = Callable[[CurrentBatch[Any]], Awaitable[BatchCompletion]]
+
+
+class FnBatchRunner(BatchedJobRunner[Any]):
+    def __init__(self, fn: BatchFn) -> None:
+        self.fn = fn
+
+    async def run_batch(self, batch: CurrentBatch[Any]) -> BatchCompletion:
+        return await self.fn(batch)
+
+
+class FnBatchedInitializer(BatchedJobInitializer[Any]):
+    """A batched initializer whose runner calls ``fn(batch)``; sizes per instance."""
+
+    config_type = Cfg
+    job_type = "unset"
+
+    def __init__(
+        self,
+        job_type: str,
+        fn: BatchFn,
+        *,
+        batch_size: int = 25,
+        batches: int = 2,
+        retry: RetrySettings | None = None,
+    ) -> None:
+        self.job_type = job_type  # type: ignore[misc,assignment]
+        self.fn = fn
+        self.batch_size = batch_size
+        self.batches = batches
+        self.retry = retry or RetrySettings()
+
+    def retry_settings(self) -> RetrySettings:
+        return self.retry
+
+    def max_batch_size(self) -> int:
+        return self.batch_size
+
+    def max_concurrent_per_process(self) -> int:
+        return self.batches
+
+    def init(self) -> BatchedJobRunner[Any]:
+        return FnBatchRunner(self.fn)
+
+
+async def service_sql(jobs: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """One statement on a test's business table through the service's own connections,
+    committed, in either backend (write ``%s`` placeholders: ``?`` on SQLite)."""
+    if jobs.backend_name == "postgres":
+        async with jobs.pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall() if cur.description else []
+    async with jobs.sqlite_transaction() as tx:
+        return [tuple(row) for row in await tx.execute(sql.replace("%s", "?"), params)]
+
+
+async def runner_sql(
+    current: CurrentJob[Any] | CurrentBatch[Any], sql: str, params: tuple[Any, ...] = ()
+) -> None:
+    """One statement in the runner's transaction (``transaction()`` / ``sqlite_transaction()``),
+    committed with its outcome; ``%s`` placeholders."""
+    if current.backend_name == "postgres":
+        conn = await current.transaction()
+        await conn.execute(sql, params)  # type: ignore[arg-type]
+    else:
+        tx = await current.sqlite_transaction()
+        await tx.execute(sql.replace("%s", "?"), params)
 
 
 async def complete(current: CurrentJob[Any]) -> JobCompletion:

@@ -5,12 +5,20 @@ A port of the Rust crate ``job`` (GaloyMoney/job). See README.md and docs/ for t
 
 from __future__ import annotations
 
+from job.batch import (
+    BatchCompletion,
+    BatchedJobInitializer,
+    BatchedJobRunner,
+    CurrentBatch,
+    ProbeBudget,
+)
 from job.clock import ClockController, ClockHandle
 from job.config import JobPollerConfig, JobSvcConfig
 from job.current import CurrentJob
 from job.entity import Job, JobEvent, JobId, JobState, new_job_id
 from job.errors import (
     BackendMismatchError,
+    BatchOutcomeMismatchError,
     ConfigError,
     DatabaseError,
     DuplicateJobError,
@@ -56,11 +64,16 @@ from job.spawner import (
 
 __all__ = [
     "BackendMismatchError",
+    "BatchCompletion",
+    "BatchOutcomeMismatchError",
+    "BatchedJobInitializer",
+    "BatchedJobRunner",
     "BulkSpawnResult",
     "ClockController",
     "ClockHandle",
     "Complete",
     "ConfigError",
+    "CurrentBatch",
     "CurrentJob",
     "DatabaseError",
     "DuplicateJobError",
@@ -88,6 +101,7 @@ __all__ = [
     "KeyedJobSpawner",
     "MigrationError",
     "NotStartedError",
+    "ProbeBudget",
     "RegistryClosedError",
     "RescheduleAt",
     "RescheduleIn",

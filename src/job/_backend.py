@@ -21,6 +21,7 @@ Rules every backend follows (the conformance suite checks them):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -101,6 +102,10 @@ class RunnerTransaction(Protocol):
     @property
     def connection(self) -> Any:
         """What the runner writes through (the backend's own connection type)."""
+
+    def savepoint(self) -> AbstractAsyncContextManager[None]:
+        """A block whose writes apply all or none inside the transaction: raising in it rolls
+        back to where it began and re-raises (a batch item's isolation)."""
 
     async def finish(self, *, commit: bool) -> None:
         """Commit or roll back, and give the connection back. Idempotent."""

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import anyio
@@ -24,11 +24,13 @@ from job import _events as ev
 from job import _telemetry as tel
 from job import _transitions as transitions
 from job._backend import Backend, ClaimedRow, OutcomeWrite
+from job._batches import item_outcomes
 from job._outcomes import OutcomeRejectedError, OutcomeWriter, WriteResult
 from job._registry import Registry
 from job._transitions import Failure
+from job.batch import BatchedJobInitializer, CurrentBatch
 from job.clock import ClockHandle
-from job.current import _UNSET, CurrentJob
+from job.current import _UNSET, CurrentJob, _TransactionSlot
 from job.errors import RunTimeoutError, ScheduleError
 from job.outcome import (
     Complete,
@@ -39,9 +41,11 @@ from job.outcome import (
     RetryLater,
 )
 from job.retry import RetrySettings
-from job.runner import ResidentJobInitializer
+from job.runner import JobInitializer, ResidentJobInitializer
 
 logger = logging.getLogger("job.dispatcher")
+
+T = TypeVar("T")
 
 _OUTCOME_TYPES = (Complete, RetryLater, RescheduleAt, RescheduleIn, RescheduleNow)
 
@@ -74,22 +78,26 @@ def _retry_settings(initializer: Any) -> RetrySettings:
     return settings
 
 
+async def _bounded(work: Awaitable[T], timeout: timedelta | None) -> T:
+    """Await a run, bounded by its type's ``timeout()`` (wall clock) if it has one."""
+    if timeout is None:
+        return await work
+    try:
+        async with asyncio.timeout(timeout.total_seconds()) as scope:
+            result = await work
+    except TimeoutError:
+        if scope.expired():
+            raise RunTimeoutError(timeout) from None
+        raise
+    if scope.expired():  # the runner swallowed its cancellation and returned anyway
+        raise RunTimeoutError(timeout)
+    return result
+
+
 async def _run_with_timeout(
     runner: Any, current: CurrentJob[Any], timeout: timedelta | None
 ) -> JobCompletion:
-    """Run the runner, bounded by its type's ``timeout()`` (wall clock) if it has one."""
-    if timeout is None:
-        outcome = await runner.run(current)
-    else:
-        try:
-            async with asyncio.timeout(timeout.total_seconds()) as scope:
-                outcome = await runner.run(current)
-        except TimeoutError:
-            if scope.expired():
-                raise RunTimeoutError(timeout) from None
-            raise
-        if scope.expired():  # the runner swallowed its cancellation and returned anyway
-            raise RunTimeoutError(timeout)
+    outcome = await _bounded(runner.run(current), timeout)
     if not isinstance(outcome, _OUTCOME_TYPES):
         raise TypeError(
             f"{type(runner).__name__}.run() returned {outcome!r}, not an"
@@ -156,16 +164,38 @@ class Dispatcher:
         spawning through a task group cost about a fifth of the per-job CPU in profiles
         (bench/README.md), and shutdown needs per-run cancellation with a bound anyway.
         """
+        self._launch(
+            [row],
+            lambda release_slot: self._execute(row, traced, release_slot),
+            f"job-{row.job_type}-{row.id}",
+        )
+
+    def start_batch(self, rows: list[ClaimedRow], traced: bool) -> None:
+        """The same for a batch of one batched type: one slot, one task, one ``run_batch``."""
+        self._launch(
+            rows,
+            lambda release_slot: self._execute_batch(rows, traced, release_slot),
+            f"job-batch-{rows[0].job_type}-{len(rows)}",
+        )
+
+    def _launch(
+        self,
+        rows: list[ClaimedRow],
+        body: Callable[[Callable[[], None]], Coroutine[Any, Any, None]],
+        name: str,
+    ) -> None:
+        job_type = rows[0].job_type
         self.running += 1
-        self.running_by_type[row.job_type] = self.running_by_type.get(row.job_type, 0) + 1
-        self.started_total += 1
-        for observe in self.observers:
-            observe(row)
-        self._live[row.id] = self._live.get(row.id, 0) + 1
+        self.running_by_type[job_type] = self.running_by_type.get(job_type, 0) + 1
+        self.started_total += len(rows)
+        for row in rows:
+            for observe in self.observers:
+                observe(row)
+            self._live[row.id] = self._live.get(row.id, 0) + 1
         if self._idle.is_set():
             self._idle = anyio.Event()
         task = asyncio.get_running_loop().create_task(
-            self._execute_and_release(row, traced), name=f"job-{row.job_type}-{row.id}"
+            self._execute_and_release(rows, body), name=name
         )
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -192,33 +222,39 @@ class Dispatcher:
             if stuck:
                 logger.error("%d job run(s) ignored cancellation at shutdown", len(stuck))
 
-    async def _execute_and_release(self, row: ClaimedRow, traced: bool) -> None:
+    async def _execute_and_release(
+        self,
+        rows: list[ClaimedRow],
+        body: Callable[[Callable[[], None]], Coroutine[Any, Any, None]],
+    ) -> None:
         released = False
+        job_type = rows[0].job_type
 
         def release_slot() -> None:
             # The run is over: free its capacity slot now, before its outcome is written, so
             # the next claim overlaps this batch's outcome write instead of waiting for it.
-            # The id stays live (heartbeated) until the write is done; `writing` counts such
+            # The ids stay live (heartbeated) until the write is done; `writing` counts such
             # runs so the poller can stop claiming when the writer falls behind.
             nonlocal released
             if not released:
                 released = True
                 self.running -= 1
-                self.running_by_type[row.job_type] -= 1
+                self.running_by_type[job_type] -= 1
                 self.writing += 1
                 if self.running == 0:
                     self._idle.set()
                 self._on_finished()
 
         try:
-            await self._execute(row, traced, release_slot)
+            await body(release_slot)
         finally:
-            self._results.pop(row.claim_token, None)
             release_slot()
             self.writing -= 1
-            count = self._live.pop(row.id, 1) - 1
-            if count > 0:
-                self._live[row.id] = count
+            for row in rows:
+                self._results.pop(row.claim_token, None)
+                count = self._live.pop(row.id, 1) - 1
+                if count > 0:
+                    self._live[row.id] = count
             self._on_finished()
 
     async def _execute(
@@ -243,7 +279,7 @@ class Dispatcher:
             settings: RetrySettings | None = None  # only needed on failure or a retry
             current: CurrentJob[Any] | None = None
             try:
-                if initializer is None:  # claims are limited to registered types
+                if not isinstance(initializer, JobInitializer):  # claims: registered types only
                     raise LookupError(f"no initializer for job type {row.job_type!r}")
                 if row.execute_at is None or row.scheduled_at is None:
                     release_slot()
@@ -266,19 +302,7 @@ class Dispatcher:
                     return
                 config = initializer.config_type.model_validate_json(row.config_json)
                 runner = initializer.init(config)
-                current = CurrentJob(
-                    id=row.id,
-                    job_type=row.job_type,
-                    attempt=row.attempt,
-                    config=config,
-                    scheduled_for=row.execute_at,
-                    clock=self._clock,
-                    backend=self._backend,
-                    shutdown=self._shutdown,
-                    queue_id=row.queue_id,
-                    claim_token=row.claim_token,
-                    execution_state_json=row.execution_state_json,
-                )
+                current = self._current_job(row, config)
                 try:
                     outcome = await _run_with_timeout(runner, current, initializer.timeout())
                 finally:
@@ -305,6 +329,197 @@ class Dispatcher:
             span.set_attribute("conclusion", type(outcome).__name__)
             await self._conclude(row, outcome, current, initializer, started_at)
 
+    async def _execute_batch(
+        self, rows: list[ClaimedRow], traced: bool, release_slot: Callable[[], None]
+    ) -> None:
+        """Run one batch: rows that cannot run (unreadable, out of attempts, a config that no
+        longer validates) fail on their own first; the rest go to one ``run_batch``."""
+        job_type = rows[0].job_type
+        initializer = self._registry.get(job_type)
+        assert isinstance(initializer, BatchedJobInitializer)
+        settings = _retry_settings(initializer)
+        started_at = self._clock.now()
+        slot = _TransactionSlot(self._backend)
+        runnable: list[tuple[ClaimedRow, CurrentJob[Any]]] = []
+        unrunnable: list[Coroutine[Any, Any, None]] = []
+        for row in rows:
+            if row.execute_at is None or row.scheduled_at is None:
+                unrunnable.append(self._fail_unreadable(row))
+            elif settings.n_attempts is not None and row.attempt > settings.n_attempts:
+                exhausted = transitions.attempts_exhausted(row, settings.n_attempts)
+                unrunnable.append(
+                    self._fail(row, exhausted, RetrySettings(n_attempts=1), started_at)
+                )
+            else:
+                try:
+                    config = initializer.config_type.model_validate_json(row.config_json)
+                except Exception as exc:
+                    failure = Failure.from_exception(exc)
+                    unrunnable.append(self._fail(row, failure, settings, started_at))
+                    continue
+                runnable.append((row, self._current_job(row, config, slot)))
+        if unrunnable:
+            await asyncio.gather(*unrunnable)
+        if not runnable:
+            return
+        batch = CurrentBatch(
+            job_type=job_type,
+            items=[item for _, item in runnable],
+            clock=self._clock,
+            backend=self._backend,
+            shutdown=self._shutdown,
+            transaction_slot=slot,
+        )
+        span_cm = (
+            tel.TRACER.start_as_current_span(
+                tel.SPAN_EXECUTE_BATCH,
+                kind=SpanKind.CONSUMER,
+                attributes={"job.type": job_type, "job.batch.size": len(runnable)},
+            )
+            if traced
+            else tel.NO_SPAN
+        )
+        with span_cm as span:
+            try:
+                try:
+                    runner = initializer.init()
+                    result = await _bounded(runner.run_batch(batch), initializer.timeout())
+                    outcomes = item_outcomes(result, batch.ids)
+                finally:
+                    for row, item in runnable:
+                        self._keep_result(row, item)
+            except BaseException as exc:
+                with anyio.CancelScope(shield=True):
+                    await slot.finish(commit=False)
+                if isinstance(exc, asyncio.CancelledError) and _is_service_cancellation():
+                    raise
+                release_slot()
+                failure = Failure.from_exception(exc)
+                tel.record_error(span, exc, level="ERROR" if failure.panicked else "WARN")
+                _forget_tracebacks(exc)
+                await asyncio.gather(
+                    *(self._fail(row, failure, settings, started_at) for row, _ in runnable)
+                )
+                return
+            release_slot()
+            if slot.open is None:
+                await asyncio.gather(
+                    *(
+                        self._conclude(row, outcomes[row.id], item, initializer, started_at)
+                        for row, item in runnable
+                    )
+                )
+            else:
+                await self._apply_batch_in_transaction(
+                    [row for row, _ in runnable], outcomes, slot, settings, started_at
+                )
+
+    def _current_job(
+        self, row: ClaimedRow, config: Any, slot: _TransactionSlot | None = None
+    ) -> CurrentJob[Any]:
+        assert row.execute_at is not None  # unreadable rows are failed before this
+        return CurrentJob(
+            id=row.id,
+            job_type=row.job_type,
+            attempt=row.attempt,
+            config=config,
+            scheduled_for=row.execute_at,
+            clock=self._clock,
+            backend=self._backend,
+            shutdown=self._shutdown,
+            queue_id=row.queue_id,
+            claim_token=row.claim_token,
+            execution_state_json=row.execution_state_json,
+            transaction_slot=slot,
+        )
+
+    async def _apply_batch_in_transaction(
+        self,
+        rows: list[ClaimedRow],
+        outcomes: dict[UUID, JobCompletion],
+        slot: _TransactionSlot,
+        settings: RetrySettings,
+        started_at: datetime,
+    ) -> None:
+        """Write every item's outcome into the batch's transaction and commit them with the
+        runner's writes, all or none. If any item's fence fails (it was reclaimed), or the
+        commit fails, nothing commits and every item still owned fails its attempt: a
+        business effect never commits without its job's outcome."""
+        writes: list[OutcomeWrite] = []
+        for row in rows:
+            write = self._planned_write(row, outcomes[row.id], None)
+            if isinstance(write, Failure):
+                with self._failing(row, write, settings, started_at) as failed:
+                    write = failed
+            self._with_result(row, write, keep=True)
+            writes.append(write)
+        tx = slot.open
+        assert tx is not None
+        try:
+            applied = await self._backend.apply_outcomes(
+                writes, self._clock.now(), conn=tx.connection
+            )
+            complete = len(applied) == len(writes)
+            await slot.finish(commit=complete)
+        except Exception as exc:
+            with anyio.CancelScope(shield=True):
+                await slot.finish(commit=False)
+            failure = Failure.from_exception(exc)
+            failure.message = f"committing the batch's transaction failed: {failure.message}"
+            for write in writes:  # the rolled-back writes carried the results: drop them
+                self._drop_result_event(write)
+            await asyncio.gather(*(self._fail(row, failure, settings, started_at) for row in rows))
+            return
+        if not complete:
+            lost = [row for row in rows if (row.id, row.claim_token) not in applied]
+            for row in lost:
+                self._log_unwritten(row, WriteResult.FENCED)
+            failure = Failure(
+                f"the batch's transaction was rolled back: {len(lost)} of its jobs were"
+                f" reclaimed by another worker ({', '.join(str(r.id) for r in lost[:3])})",
+                "BatchRolledBack",
+            )
+            for write in writes:
+                self._drop_result_event(write)
+            await asyncio.gather(
+                *(
+                    self._fail(row, failure, settings, started_at)
+                    for row in rows
+                    if row not in lost
+                )
+            )
+            return
+        for row in rows:
+            self._results.pop(row.claim_token, None)
+        terminal = [write.id for write in writes if write.terminal]
+        if terminal:
+            self._on_terminal(terminal)
+        if len(terminal) < len(writes):
+            self._on_rescheduled()
+        queues = sorted({write.queue_id for write in writes if write.queue_id is not None})
+        if queues:
+            await self._writer.wake_queues(queues)
+
+    def _planned_write(
+        self, row: ClaimedRow, outcome: JobCompletion, initializer: Any
+    ) -> OutcomeWrite | Failure:
+        """The write a successful outcome makes, or the Failure it amounts to (RetryLater, a
+        resident job completing, a reschedule time out of range)."""
+        if isinstance(outcome, RetryLater):
+            return Failure(outcome.reason, "RetryLater", delay=outcome.delay)
+        if isinstance(outcome, Complete):
+            if isinstance(initializer, ResidentJobInitializer):
+                return Failure(
+                    "a resident job never completes: return RescheduleAt/In/Now or RetryLater",
+                    "ResidentCompleted",
+                )
+            return transitions.completed(row)
+        try:
+            at = transitions.reschedule_time(outcome, self._clock.now())
+        except ScheduleError as exc:
+            return Failure.from_exception(exc)
+        return transitions.rescheduled(row, at)
+
     async def _conclude(
         self,
         row: ClaimedRow,
@@ -313,32 +528,12 @@ class Dispatcher:
         initializer: Any,
         started_at: datetime,
     ) -> None:
-        if isinstance(outcome, RetryLater):
+        write = self._planned_write(row, outcome, initializer)
+        if isinstance(write, Failure):
             await current._finish_transaction(commit=False)
-            failure = Failure(outcome.reason, "RetryLater", delay=outcome.delay)
-            await self._fail(row, failure, _retry_settings(initializer), started_at)
+            await self._fail(row, write, _retry_settings(initializer), started_at)
             return
-        if isinstance(outcome, Complete) and isinstance(initializer, ResidentJobInitializer):
-            await current._finish_transaction(commit=False)
-            failure = Failure(
-                "a resident job never completes: return RescheduleAt/In/Now or RetryLater",
-                "ResidentCompleted",
-            )
-            await self._fail(row, failure, _retry_settings(initializer), started_at)
-            return
-        if isinstance(outcome, Complete):
-            span_name = tel.SPAN_COMPLETE
-            write = transitions.completed(row)
-        else:
-            span_name = tel.SPAN_RESCHEDULE
-            try:
-                at = transitions.reschedule_time(outcome, self._clock.now())
-            except ScheduleError as exc:
-                await current._finish_transaction(commit=False)
-                failure = Failure.from_exception(exc)
-                await self._fail(row, failure, _retry_settings(initializer), started_at)
-                return
-            write = transitions.rescheduled(row, at)
+        span_name = tel.SPAN_COMPLETE if write.terminal else tel.SPAN_RESCHEDULE
         with tel.child_span(span_name, row.id, row.job_type) as span:
             if write.execute_at is not None:
                 span.set_attribute("job.reschedule_at", _iso(write.execute_at))
@@ -418,6 +613,18 @@ class Dispatcher:
         settings: RetrySettings,
         started_at: datetime,
     ) -> None:
+        with self._failing(row, failure, settings, started_at) as write:
+            await self._write_failure(row, write)
+
+    @contextmanager
+    def _failing(
+        self,
+        row: ClaimedRow,
+        failure: Failure,
+        settings: RetrySettings,
+        started_at: datetime,
+    ) -> Iterator[OutcomeWrite]:
+        """Decide (retry or give up), log and trace a failed attempt; yields its write."""
         transition = transitions.failed(
             row, failure, settings, started_at=started_at, now=self._clock.now()
         )
@@ -445,7 +652,7 @@ class Dispatcher:
                 else "giving up",
                 extra={"job_id": str(row.id), "job_type": row.job_type},
             )
-            await self._write_failure(row, write)
+            yield write
 
     async def _write_failure(self, row: ClaimedRow, write: OutcomeWrite) -> None:
         self._with_result(row, write)
@@ -476,12 +683,21 @@ class Dispatcher:
         if value is not _UNSET:
             self._results[row.claim_token] = value
 
-    def _with_result(self, row: ClaimedRow, write: OutcomeWrite) -> None:
+    def _with_result(self, row: ClaimedRow, write: OutcomeWrite, *, keep: bool = False) -> None:
         """Put the run's result (if it set one) first among the events its outcome appends.
-        Only once: a refused outcome is retried as a failure that carries it instead."""
-        value = self._results.pop(row.claim_token, _UNSET)
+        Only once: a refused outcome is retried as a failure that carries it instead.
+        ``keep``: leave it for a later write too (a batch transaction that may roll back)."""
+        results = self._results
+        value = (
+            results.get(row.claim_token, _UNSET) if keep else results.pop(row.claim_token, _UNSET)
+        )
         if value is not _UNSET:
             write.events.insert(0, ev.result_updated(row.attempt, value))
+
+    @staticmethod
+    def _drop_result_event(write: OutcomeWrite) -> None:
+        if write.events and write.events[0]["type"] == ev.RESULT_UPDATED:
+            del write.events[0]
 
     def _log_unwritten(self, row: ClaimedRow, result: WriteResult) -> None:
         # FAILED was already logged by the writer, with the database error.

@@ -16,7 +16,8 @@ import anyio
 from anyio.abc import TaskStatus
 
 from job import _telemetry as tel
-from job._backend import Backend
+from job._backend import Backend, ClaimedRow
+from job._batches import plan_batches
 from job._dispatcher import Dispatcher
 from job._registry import Registry
 from job.clock import ClockHandle
@@ -128,34 +129,73 @@ class Poller:
         max_wait_at = now + self._config.max_poll_wait
         if not self._has_room():
             return max_wait_at  # a finishing run or write wakes us when there is room
-        limit = self._config.max_jobs_per_process - self._dispatcher.running
-        job_types, limits = self._demand(limit)
-        if not job_types:  # every type is at its cap: a finishing run wakes us
+        units = self._config.max_jobs_per_process - self._dispatcher.running
+        plain, batched = self._demand(units)
+        if not plain and not batched:  # every type is at its cap: a finishing run wakes us
             return max_wait_at
-        limit = min(limit, sum(limits))
-        with tel.span(tel.SPAN_POLL, attributes={"job.poll.limit": limit}) as span:
-            rows = await self._backend.claim(job_types, limit, now, limits)
-            span.set_attribute("job.poll.claimed", len(rows))
+        claimable = [*batched, *plain]
         traced = tel.is_enabled()  # once per claim, not per job
-        for row in rows:
-            self._dispatcher.start(row, traced)
-        if len(rows) == limit:
+        full = False
+        if batched:
+            # Batched types claim first, in a statement of their own (made only when such
+            # types are registered): their rows count in batches, one unit each, and their
+            # caps bound what they take, so the plain types still get the rest.
+            rows, full = await self._claim(batched, None, now)
+            units -= self._start_batches(rows, traced)
+            plain, _ = self._demand(units)
+        if plain:
+            rows, plain_full = await self._claim(plain, units, now)
+            for row in rows:
+                self._dispatcher.start(row, traced)
+            full = full or plain_full
+        if full:
             return now
-        next_due = await self._backend.next_due_at(job_types, now)
+        next_due = await self._backend.next_due_at(claimable, now)
         return max_wait_at if next_due is None else min(next_due, max_wait_at)
 
-    def _demand(self, limit: int) -> tuple[list[str], list[int]]:
-        """The types to claim and how many of each: ``limit``, or a capped type's free
-        slots (types at their cap are left out)."""
+    async def _claim(
+        self, demand: dict[str, int], limit: int | None, now: datetime
+    ) -> tuple[list[ClaimedRow], bool]:
+        """One claim statement for ``demand`` (type -> most rows); returns the rows and
+        whether it was full (then more may be due: poll again at once)."""
+        total = sum(demand.values()) if limit is None else min(limit, sum(demand.values()))
+        with tel.span(tel.SPAN_POLL, attributes={"job.poll.limit": total}) as span:
+            rows = await self._backend.claim(list(demand), total, now, list(demand.values()))
+            span.set_attribute("job.poll.claimed", len(rows))
+        return rows, len(rows) == total
+
+    def _start_batches(self, rows: list[ClaimedRow], traced: bool) -> int:
+        """Start the claimed rows of batched types as batches; returns how many."""
+        by_type: dict[str, list[ClaimedRow]] = {}
+        for row in rows:
+            by_type.setdefault(row.job_type, []).append(row)
+        started = 0
+        for job_type, typed in by_type.items():
+            for batch in plan_batches(typed, self._registry.batch_sizes[job_type]):
+                self._dispatcher.start_batch(batch, traced)
+                started += 1
+        return started
+
+    def _demand(self, units: int) -> tuple[dict[str, int], dict[str, int]]:
+        """How many rows to claim of each type, given ``units`` free run slots: plain types
+        get ``units`` or their free slots under their cap; batched types get their free
+        batch slots (at most ``units``) times their batch size. Types with no room are left
+        out."""
         running = self._dispatcher.running_by_type
-        types, limits = [], []
+        caps, batch_sizes = self._registry.caps, self._registry.batch_sizes
+        plain: dict[str, int] = {}
+        batched: dict[str, int] = {}
         for job_type in self._registry.job_types:
-            cap = self._registry.caps.get(job_type)
-            free = limit if cap is None else min(limit, cap - running.get(job_type, 0))
-            if free > 0:
-                types.append(job_type)
-                limits.append(free)
-        return types, limits
+            cap = caps.get(job_type)
+            free = units if cap is None else min(units, cap - running.get(job_type, 0))
+            if free <= 0:
+                continue
+            size = batch_sizes.get(job_type)
+            if size is None:
+                plain[job_type] = free
+            else:
+                batched[job_type] = free * size
+        return plain, batched
 
     async def _sleep_until(self, deadline: datetime) -> None:
         async with anyio.create_task_group() as tg:

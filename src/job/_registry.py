@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from job.batch import BatchedJobInitializer
 from job.errors import ConfigError, RegistryClosedError
-from job.runner import JobInitializer
+from job.runner import BaseInitializer
 
 MAX_JOB_TYPE_LENGTH = 128
 JOB_TYPE_PATTERN = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.:/-]{{0,{MAX_JOB_TYPE_LENGTH - 1}}}")
@@ -31,14 +32,23 @@ def check_job_type(job_type: object, owner: str) -> str:
     return job_type
 
 
+def _positive(value: object, what: str, alternative: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{what} must be {alternative}an int >= 1, got {value!r}")
+    return value
+
+
 class Registry:
     def __init__(self) -> None:
-        self._initializers: dict[str, JobInitializer[Any]] = {}
-        #: job_type -> max_concurrent_per_process, for the capped types only.
+        self._initializers: dict[str, BaseInitializer[Any]] = {}
+        #: job_type -> max_concurrent_per_process, for the capped types only (for a batched
+        #: type: batches, and every batched type is capped).
         self.caps: dict[str, int] = {}
+        #: job_type -> max_batch_size, for the batched types.
+        self.batch_sizes: dict[str, int] = {}
         self._closed = False
 
-    def add(self, initializer: JobInitializer[Any]) -> None:
+    def add(self, initializer: BaseInitializer[Any]) -> None:
         if self._closed:
             raise RegistryClosedError("add_initializer() must be called before start_poll()")
         job_type = check_job_type(
@@ -51,20 +61,24 @@ class Registry:
             )
         if job_type in self._initializers:
             raise ConfigError(f"job type {job_type!r} is already registered")
+        name = type(initializer).__name__
         cap = initializer.max_concurrent_per_process()
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
-            raise ConfigError(
-                f"{type(initializer).__name__}.max_concurrent_per_process() must be None or"
-                f" an int >= 1, got {cap!r}"
-            )
+        batch_size = None
+        if isinstance(initializer, BatchedJobInitializer):
+            cap = _positive(cap, f"{name}.max_concurrent_per_process()")
+            batch_size = _positive(initializer.max_batch_size(), f"{name}.max_batch_size()")
+        elif cap is not None:
+            cap = _positive(cap, f"{name}.max_concurrent_per_process()", "None or ")
         self._initializers[job_type] = initializer
         if cap is not None:
             self.caps[job_type] = cap
+        if batch_size is not None:
+            self.batch_sizes[job_type] = batch_size
 
     def close(self) -> None:
         self._closed = True
 
-    def get(self, job_type: str) -> JobInitializer[Any] | None:
+    def get(self, job_type: str) -> BaseInitializer[Any] | None:
         return self._initializers.get(job_type)
 
     def __contains__(self, job_type: object) -> bool:

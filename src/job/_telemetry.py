@@ -20,6 +20,7 @@ TRACER = trace.get_tracer("job")
 SPAN_SPAWN = "job.spawn"
 SPAN_POLL = "job.poll"
 SPAN_EXECUTE = "job.execute"
+SPAN_EXECUTE_BATCH = "job.execute_batch"
 SPAN_COMPLETE = "job.complete"
 SPAN_FAIL = "job.fail"
 SPAN_RESCHEDULE = "job.reschedule"

@@ -30,6 +30,27 @@ M = TypeVar("M", bound=BaseModel)
 _UNSET: Any = object()
 
 
+class _TransactionSlot:
+    """The runner's transaction, opened on first use: one per run, or one shared by every
+    item of a batch (and the batch itself), so they all commit with the outcomes."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self.open: RunnerTransaction | None = None
+
+    async def begin(self, what: str, needs: str | None) -> object:
+        if needs is not None and self._backend.name != needs:
+            raise BackendMismatchError(what, self._backend.name, needs)
+        if self.open is None:
+            self.open = await self._backend.begin_transaction()
+        return self.open.connection
+
+    async def finish(self, *, commit: bool) -> None:
+        tx, self.open = self.open, None
+        if tx is not None:
+            await tx.finish(commit=commit)
+
+
 class CurrentJob(Generic[C]):
     """The job being run, handed to :meth:`JobRunner.run`."""
 
@@ -47,6 +68,7 @@ class CurrentJob(Generic[C]):
         queue_id: str | None = None,
         claim_token: UUID | None = None,
         execution_state_json: str | None = None,
+        transaction_slot: _TransactionSlot | None = None,
     ) -> None:
         self._queue_id = queue_id
         self._claim_token = claim_token
@@ -60,7 +82,7 @@ class CurrentJob(Generic[C]):
         self._clock = clock
         self._backend = backend
         self._shutdown = shutdown
-        self._tx: RunnerTransaction | None = None
+        self._tx = transaction_slot or _TransactionSlot(backend)
 
     @property
     def id(self) -> UUID:
@@ -203,17 +225,13 @@ class CurrentJob(Generic[C]):
         return conn
 
     async def _begin(self, what: str, needs: str | None) -> object:
-        if needs is not None and self._backend.name != needs:
-            raise BackendMismatchError(what, self._backend.name, needs)
-        if self._tx is None:
-            self._tx = await self._backend.begin_transaction()
-        return self._tx.connection
+        return await self._tx.begin(what, needs)
 
     # -- used by the dispatcher --------------------------------------------------------------
 
     @property
     def _open_transaction(self) -> RunnerTransaction | None:
-        return self._tx
+        return self._tx.open
 
     @property
     def _result_value(self) -> Any:
@@ -221,6 +239,4 @@ class CurrentJob(Generic[C]):
         return self._result
 
     async def _finish_transaction(self, *, commit: bool) -> None:
-        tx, self._tx = self._tx, None
-        if tx is not None:
-            await tx.finish(commit=commit)
+        await self._tx.finish(commit=commit)

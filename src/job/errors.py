@@ -145,6 +145,27 @@ class JobReclaimedError(JobError):
         self.job_id = job_id
 
 
+class BatchOutcomeMismatchError(JobError):
+    """A batched runner's outcomes did not name every item of its batch exactly once."""
+
+    def __init__(self, missing: list[UUID], unknown: list[object]) -> None:
+        parts = []
+        if missing:
+            parts.append(
+                f"no outcome for {len(missing)} item(s) ({', '.join(map(str, missing[:3]))})"
+            )
+        if unknown:
+            parts.append(
+                f"{len(unknown)} outcome(s) for jobs not in the batch"
+                f" ({', '.join(map(repr, unknown[:3]))})"
+            )
+        super().__init__(
+            "run_batch's outcomes must name every item exactly once: " + "; ".join(parts)
+        )
+        self.missing = missing
+        self.unknown = unknown
+
+
 class ServiceShutdownError(JobError):
     """The job service shut down while a caller was waiting on it."""
 

@@ -58,8 +58,12 @@ class JobRunner(ABC, Generic[C]):
         """
 
 
-class JobInitializer(ABC, Generic[C]):
-    """Registers a job type: its name, its config model, its retry policy and its runner."""
+class BaseInitializer(ABC, Generic[C]):
+    """What every job type declares, whatever runs it: name, config model, retries, timeout.
+
+    Subclass :class:`JobInitializer` (one job per run) or
+    :class:`~job.batch.BatchedJobInitializer` (many jobs per run), not this.
+    """
 
     #: The job type's name, unique per database. Stored with every job of this type.
     job_type: ClassVar[str]
@@ -72,7 +76,7 @@ class JobInitializer(ABC, Generic[C]):
             return
         for base in getattr(cls, "__orig_bases__", ()):
             origin = typing.get_origin(base)
-            if isinstance(origin, type) and issubclass(origin, JobInitializer):
+            if isinstance(origin, type) and issubclass(origin, BaseInitializer):
                 (arg,) = typing.get_args(base)
                 if isinstance(arg, type) and issubclass(arg, BaseModel):
                     cls.config_type = arg
@@ -96,6 +100,10 @@ class JobInitializer(ABC, Generic[C]):
         the attempt recorded as timed out all the same.
         """
         return None
+
+
+class JobInitializer(BaseInitializer[C]):
+    """Registers a job type: its name, its config model, its retry policy and its runner."""
 
     @abstractmethod
     def init(self, config: C) -> JobRunner[C]:

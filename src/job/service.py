@@ -42,6 +42,7 @@ from job._poller import Poller
 from job._registry import Registry
 from job._waiters import CompletionWaiters
 from job.backends import create_backend
+from job.batch import BatchedJobInitializer
 from job.clock import ClockHandle, _Offset
 from job.config import JobSvcConfig
 from job.entity import Job, new_job_id
@@ -190,12 +191,15 @@ class Jobs:
     ) -> KeyedJobSpawner[C]: ...
     @overload
     def add_initializer(self, initializer: JobInitializer[C]) -> JobSpawner[C]: ...
+    @overload
+    def add_initializer(self, initializer: BatchedJobInitializer[C]) -> JobSpawner[C]: ...
     def add_initializer(
-        self, initializer: JobInitializer[C]
+        self, initializer: JobInitializer[C] | BatchedJobInitializer[C]
     ) -> JobSpawner[C] | KeyedJobSpawner[C] | ResidentJobSpawner[C]:
         """Register a job type; returns its typed spawner (a ``KeyedJobSpawner`` for a
-        ``KeyedJobInitializer``, a ``ResidentJobSpawner`` for a ``ResidentJobInitializer``).
-        Call before :meth:`start_poll`."""
+        ``KeyedJobInitializer``, a ``ResidentJobSpawner`` for a ``ResidentJobInitializer``;
+        a batched type's jobs are spawned one by one like any other). Call before
+        :meth:`start_poll`."""
         self._registry.add(initializer)
         config_type: type[C] = initializer.config_type  # type: ignore[assignment]
         spawner = JobSpawner(self, initializer.job_type, config_type)

@@ -28,7 +28,7 @@ from job import (
     RetrySettings,
 )
 from job.testing import drain
-from tests.support import Cfg, FnInitializer, wait_for_job, wait_until
+from tests.support import Cfg, FnInitializer, runner_sql, service_sql, wait_for_job, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -254,28 +254,13 @@ async def wait_state(jobs, job_id, state: JobState) -> Any:
 # -- in_transaction=True ------------------------------------------------------------------------
 
 
-async def side_effects(jobs, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-    """One statement on the business table ``cp_effects`` through the service's connections."""
-    if jobs.backend_name == "postgres":
-        async with jobs.pool.connection() as conn:
-            cur = await conn.execute(sql, params)
-            return await cur.fetchall() if cur.description else []
-    async with jobs.sqlite_transaction() as tx:
-        return [tuple(row) for row in await tx.execute(sql.replace("%s", "?"), params)]
-
-
 async def create_effects(jobs) -> None:
-    await side_effects(jobs, "CREATE TABLE cp_effects (note TEXT)")
+    await service_sql(jobs, "CREATE TABLE cp_effects (note TEXT)")
 
 
 async def business_write(current, note: str) -> None:
     """The runner's own write, in its transaction (CurrentJob.transaction / sqlite_transaction)."""
-    if current.backend_name == "postgres":
-        conn = await current.transaction()
-        await conn.execute("INSERT INTO cp_effects VALUES (%s)", (note,))
-    else:
-        tx = await current.sqlite_transaction()
-        await tx.execute("INSERT INTO cp_effects VALUES (?)", (note,))
+    await runner_sql(current, "INSERT INTO cp_effects VALUES (%s)", (note,))
 
 
 async def test_in_transaction_commits_with_the_outcome(make_jobs, manual_clock):
@@ -310,7 +295,7 @@ async def test_in_transaction_commits_with_the_outcome(make_jobs, manual_clock):
             assert (await jobs.find(job.id)).execution_state is None
         finally:
             release.set()
-    assert await side_effects(jobs, "SELECT note FROM cp_effects") == [("effect",)]
+    assert await service_sql(jobs, "SELECT note FROM cp_effects") == [("effect",)]
     assert (await jobs.find(job.id)).execution_state == {"step": 5, "done": []}
     await next_run(jobs, controller, job.id)
     assert seen == [None, Progress(step=5)]
@@ -343,7 +328,7 @@ async def test_in_transaction_rolls_back_when_the_runner_raises(make_jobs, manua
     assert retrying.attempt == 2
     assert "boom after the transactional checkpoint" in (retrying.last_error or "")
     assert retrying.execution_state == {"step": 1, "done": []}
-    assert await side_effects(jobs, "SELECT note FROM cp_effects") == []
+    assert await service_sql(jobs, "SELECT note FROM cp_effects") == []
     await next_run(jobs, controller, job.id)
     assert seen == [(1, None), (2, Progress(step=1))]
 

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from job import Complete, JobState, RescheduleIn, RetrySettings
-from tests.support import Cfg, FnInitializer, LogWatcher, complete, wait_until
+from tests.support import Cfg, FnInitializer, LogWatcher, complete, service_sql, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -142,19 +142,6 @@ async def wait_for_discarded(jobs, log: LogWatcher, job_id) -> None:
         pytest.fail(f"the late outcome was not discarded; the job is now {snapshot.state}")
 
 
-async def side_effects(
-    jobs, sql: str, params: tuple[object, ...] = ()
-) -> list[tuple[object, ...]]:
-    """One statement on the business table ``side_effects`` (job_id), through the service's own
-    connections, in the backend's dialect (``%s`` placeholders become ``?`` on SQLite)."""
-    if jobs.backend_name == "postgres":
-        async with jobs.pool.connection() as conn:
-            cur = await conn.execute(sql, params)
-            return await cur.fetchall() if cur.description else []
-    async with jobs.sqlite_transaction() as tx:
-        return [tuple(row) for row in await tx.execute(sql.replace("%s", "?"), params)]
-
-
 async def write_side_effect(current) -> None:
     """The runner's business write, in its own transaction (it commits with the outcome)."""
     if current.backend_name == "postgres":
@@ -192,7 +179,7 @@ async def test_late_outcome_of_a_reclaimed_run_is_fenced_off(make_jobs, job_data
 
     jobs = await make_jobs()
     uuid_type = "uuid" if jobs.backend_name == "postgres" else "TEXT"
-    await side_effects(jobs, f"CREATE TABLE side_effects (job_id {uuid_type})")
+    await service_sql(jobs, f"CREATE TABLE side_effects (job_id {uuid_type})")
     spawner = jobs.add_initializer(FnInitializer("fenced", run))
     await jobs.start_poll()
     job = await spawner.spawn(Cfg())
@@ -206,7 +193,7 @@ async def test_late_outcome_of_a_reclaimed_run_is_fenced_off(make_jobs, job_data
     snapshot = await jobs.find(job.id)
     assert snapshot.state is JobState.RUNNING
     assert len(snapshot.events) == before
-    assert await side_effects(jobs, "SELECT * FROM side_effects") == []
+    assert await service_sql(jobs, "SELECT * FROM side_effects") == []
 
 
 async def test_late_outcome_through_the_writer_is_fenced_off(make_jobs, job_database):

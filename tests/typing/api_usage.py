@@ -7,6 +7,7 @@ failure).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, assert_type
 from uuid import UUID
@@ -14,8 +15,12 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from job import (
+    BatchCompletion,
+    BatchedJobInitializer,
+    BatchedJobRunner,
     BulkSpawnResult,
     Complete,
+    CurrentBatch,
     CurrentJob,
     Job,
     JobCompletion,
@@ -168,3 +173,36 @@ async def keyed_and_resident_usage(jobs: Jobs) -> None:
     assert_type(resident, ResidentJobSpawner[SendEmail])
     assert_type(await resident.spawn(SendEmail(to="a")), JobHandle[SendEmail])
     assert_type(await resident.handle(), JobHandle[SendEmail] | None)
+
+
+class SendAll(BatchedJobRunner[SendEmail]):
+    async def run_batch(self, batch: CurrentBatch[SendEmail]) -> BatchCompletion:
+        for item in batch:
+            assert_type(item, CurrentJob[SendEmail])
+            assert_type(item.config.to, str)
+        assert_type(batch.ids, list[UUID])
+
+        async def one(item: CurrentJob[SendEmail]) -> JobCompletion:
+            return Complete()
+
+        async def group(items: Sequence[CurrentJob[SendEmail]]) -> None:
+            return None
+
+        outcomes = await batch.run_isolated(one)
+        assert_type(outcomes, dict[UUID, JobCompletion])
+        await batch.run_bisected(group, budget="full")
+        await batch.run_bisected(group, budget="most")  # type: ignore[arg-type]
+        return outcomes
+
+
+class SendAllInitializer(BatchedJobInitializer[SendEmail]):
+    job_type = "typing_batched"
+
+    def init(self) -> BatchedJobRunner[SendEmail]:
+        return SendAll()
+
+
+async def batched_usage(jobs: Jobs) -> None:
+    spawner = jobs.add_initializer(SendAllInitializer())
+    assert_type(spawner, JobSpawner[SendEmail])
+    await spawner.spawn(Progress(step=1))  # type: ignore[arg-type]

@@ -10,8 +10,8 @@ transactions on a pooled connection.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from uuid import UUID
 
@@ -44,6 +44,13 @@ class PostgresTransaction:
     @property
     def connection(self) -> AsyncConnection[Any]:
         return self._conn
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """Run the block's writes all or none inside this transaction (a batch item's): a
+        nested psycopg transaction is a SAVEPOINT, rolled back to if the block raises."""
+        async with self._conn.transaction():
+            yield
 
     async def finish(self, *, commit: bool) -> None:
         stack, self._stack = self._stack, None

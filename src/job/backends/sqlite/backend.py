@@ -542,6 +542,19 @@ class SqliteTransaction:
             with anyio.CancelScope(shield=True):
                 await self._backend._give_back(conn, reuse=clean)
 
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """Run the block's writes all or none inside this transaction (a batch item's)."""
+        conn = self._live()
+        await conn.run(_execute, q.ITEM_SAVEPOINT, ())
+        try:
+            yield
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await conn.run(_undo_item_savepoint)
+            raise
+        await conn.run(_execute, q.RELEASE_ITEM_SAVEPOINT, ())
+
     def _live(self) -> Connection:
         if self._conn is None:
             raise DatabaseError("this SqliteTransaction has already finished")
@@ -550,6 +563,12 @@ class SqliteTransaction:
     def __repr__(self) -> str:
         state = "finished" if self._conn is None else "open"
         return f"<SqliteTransaction {state} on {self.path!r}>"
+
+
+def _undo_item_savepoint(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        db.execute(q.ROLLBACK_TO_ITEM_SAVEPOINT)
+        db.execute(q.RELEASE_ITEM_SAVEPOINT)
 
 
 def _execute(db: sqlite3.Connection, sql: str, params: Any) -> list[sqlite3.Row]:

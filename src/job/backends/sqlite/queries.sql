@@ -53,6 +53,17 @@ RELEASE job_operation;
 -- Undo the operation's statements only; the caller's transaction goes on (then RELEASE).
 ROLLBACK TO job_operation;
 
+-- name: item_savepoint
+-- One item of a batch (CurrentBatch.run_isolated / run_bisected): its writes in the batch's
+-- transaction apply all or none, so a failing item leaves its batch-mates' writes intact.
+SAVEPOINT job_batch_item;
+
+-- name: release_item_savepoint
+RELEASE job_batch_item;
+
+-- name: rollback_to_item_savepoint
+ROLLBACK TO job_batch_item;
+
 -- name: rollback
 ROLLBACK;
 
