@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -321,3 +322,89 @@ async def spawner_service(
 def figures(title: str, values: dict[str, Any]) -> None:
     """Print a scenario's figures (visible with ``pytest -s``)."""
     print(f"\n[{title}] " + json.dumps(values, default=str))
+
+
+class SharedDatabase:
+    """One database several worker processes share, whichever backend: worker arguments
+    (``--dsn`` / ``--sqlite``), a config, raw reads. ``pg_ddl`` / ``sqlite_ddl`` create the
+    test's own tables."""
+
+    def __init__(
+        self,
+        backend: str,
+        request: Any,
+        tmp_path: Path,
+        pg_ddl: str,
+        sqlite_ddl: str,
+    ) -> None:
+        self.backend = backend
+        self._sqlite_ddl = sqlite_ddl
+        if backend == "postgres":
+            self.dsn: str | None = request.getfixturevalue("db_dsn")
+            self.path: Path | None = None
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute(pg_ddl)  # type: ignore[arg-type]
+        else:
+            self.dsn = None
+            self.path = tmp_path / "shared.sqlite3"
+
+    def worker_args(self) -> list[str]:
+        return ["--dsn", self.dsn] if self.dsn is not None else ["--sqlite", str(self.path)]
+
+    def config(self) -> JobSvcConfig:
+        if self.dsn is not None:
+            return JobSvcConfig(pg_con=self.dsn, exec_migrations=False)
+        return JobSvcConfig(sqlite_path=self.path, exec_migrations=False)
+
+    async def prepare(self) -> None:
+        """Before the workers start: the SQLite file migrated, with the test's tables (the
+        PostgreSQL test database is migrated already and got them in __init__)."""
+        if self.path is None:
+            return
+        config = JobSvcConfig(sqlite_path=self.path)
+        async with await Jobs.init(config) as jobs, jobs.sqlite_transaction() as tx:
+            for statement in self._sqlite_ddl.split(";"):
+                await tx.execute(statement)
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.dsn is not None:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+        assert self.path is not None
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            return db.execute(sql).fetchall()
+        finally:
+            db.close()
+
+
+@asynccontextmanager
+async def transaction(jobs: Jobs) -> AsyncIterator[Any]:
+    """A transaction on the service's own connections (either backend), for ``conn=``."""
+    if jobs.backend_name == "postgres":
+        async with jobs.pool.connection() as conn, conn.transaction():
+            yield conn
+    else:
+        async with jobs.sqlite_transaction() as tx:
+            yield tx
+
+
+def wait_drained(target: SharedDatabase, workers: list[Proc], timeout: float) -> None:
+    """Until no job is live in ``target``; fails at once if a worker died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ((live,),) = target.query("SELECT count(*) FROM job_executions")
+        if live == 0:
+            return
+        dead = [w.describe() for w in workers if not w.alive()]
+        assert not dead, "\n".join(dead)
+        assert time.monotonic() < deadline, f"{live} job(s) still live after {timeout}s"
+        time.sleep(0.1)
+
+
+async def stop_all(workers: list[Proc]) -> list[int]:
+    """SIGTERM every live worker; their exit codes."""
+    for worker in workers:
+        if worker.alive():
+            worker.terminate()
+    return [await worker.wait_exit(timeout=20) for worker in workers]

@@ -35,6 +35,7 @@ from job import (
     Jobs,
     JobSvcConfig,
 )
+from tests.acceptance.worker import stop_when_orphaned
 
 JOB_TYPES = ("qa_x", "qa_y")
 
@@ -98,15 +99,6 @@ class QueueWorkInitializer(JobInitializer[QueueWork]):
         return QueueRunner(self.sqlite_path)
 
 
-async def _stop_when_orphaned(stop: asyncio.Event) -> None:
-    parent = os.getppid()
-    while True:
-        await asyncio.sleep(1.0)
-        if os.getppid() != parent:
-            stop.set()
-            return
-
-
 async def main(args: argparse.Namespace) -> None:
     where: dict[str, Any] = (
         {"pg_con": args.dsn} if args.dsn is not None else {"sqlite_path": args.sqlite}
@@ -127,7 +119,7 @@ async def main(args: argparse.Namespace) -> None:
     await jobs.start_poll()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    orphan_watch = asyncio.create_task(_stop_when_orphaned(stop))
+    orphan_watch = asyncio.create_task(stop_when_orphaned(stop))
     print("READY", flush=True)
     await stop.wait()
     orphan_watch.cancel()

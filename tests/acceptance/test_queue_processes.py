@@ -10,20 +10,21 @@ spawn order. Every job runs exactly once; more than one process takes part.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 
-from job import Jobs, JobSpec, JobSvcConfig
-from tests.acceptance._harness import Proc, figures
+from job import Jobs, JobSpec
+from tests.acceptance._harness import (
+    Proc,
+    SharedDatabase,
+    figures,
+    stop_all,
+    transaction,
+    wait_drained,
+)
 from tests.acceptance.queue_worker import (
     JOB_TYPES,
     PG_DDL,
@@ -37,60 +38,7 @@ QUEUES = [f"queue-{i}" for i in range(5)]
 N_JOBS = 60
 
 
-class Target:
-    """The shared database, whichever backend: worker arguments, a config, raw reads."""
-
-    def __init__(self, backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-        self.backend = backend
-        if backend == "postgres":
-            self.dsn: str | None = request.getfixturevalue("db_dsn")
-            self.path: Path | None = None
-            with psycopg.connect(self.dsn, autocommit=True) as conn:
-                conn.execute(PG_DDL)
-        else:
-            self.dsn = None
-            self.path = tmp_path / "queues.sqlite3"
-
-    def worker_args(self) -> list[str]:
-        return ["--dsn", self.dsn] if self.dsn is not None else ["--sqlite", str(self.path)]
-
-    def config(self) -> JobSvcConfig:
-        if self.dsn is not None:
-            return JobSvcConfig(pg_con=self.dsn, exec_migrations=False)
-        return JobSvcConfig(sqlite_path=self.path, exec_migrations=False)
-
-    async def prepare(self) -> None:
-        """Before the workers start: the SQLite file migrated, with its runs table (the
-        PostgreSQL test database is migrated already and got its table in __init__)."""
-        if self.path is None:
-            return
-        config = JobSvcConfig(sqlite_path=self.path)
-        async with await Jobs.init(config) as jobs, jobs.sqlite_transaction() as tx:
-            await tx.execute(SQLITE_DDL)
-
-    def query(self, sql: str) -> list[tuple[Any, ...]]:
-        if self.dsn is not None:
-            with psycopg.connect(self.dsn, autocommit=True) as conn:
-                return conn.execute(sql).fetchall()
-        assert self.path is not None
-        db = sqlite3.connect(self.path, timeout=30)
-        try:
-            return db.execute(sql).fetchall()
-        finally:
-            db.close()
-
-
-@asynccontextmanager
-async def transaction(jobs: Jobs) -> AsyncIterator[Any]:
-    if jobs.backend_name == "postgres":
-        async with jobs.pool.connection() as conn, conn.transaction():
-            yield conn
-    else:
-        async with jobs.sqlite_transaction() as tx:
-            yield tx
-
-
-async def spawn_all(target: Target) -> dict[str, list[int]]:
+async def spawn_all(target: SharedDatabase) -> dict[str, list[int]]:
     """Spawn the jobs (one transaction, so no worker sees a partial set); returns each queue's
     job numbers in spawn order. Job n is due at base + n ms, of type qa_x or qa_y by parity."""
     per_queue: dict[str, list[int]] = defaultdict(list)
@@ -114,25 +62,6 @@ async def spawn_all(target: Target) -> dict[str, list[int]]:
     return per_queue
 
 
-def wait_drained(target: Target, workers: list[Proc], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        ((live,),) = target.query("SELECT count(*) FROM job_executions")
-        if live == 0:
-            return
-        dead = [w.describe() for w in workers if not w.alive()]
-        assert not dead, "\n".join(dead)
-        assert time.monotonic() < deadline, f"{live} job(s) still live after {timeout}s"
-        time.sleep(0.1)
-
-
-async def stop(workers: list[Proc]) -> list[int]:
-    for worker in workers:
-        if worker.alive():
-            worker.terminate()
-    return [await worker.wait_exit(timeout=20) for worker in workers]
-
-
 @pytest.mark.slow
 @pytest.mark.anyio
 @pytest.mark.timeout(120)
@@ -140,7 +69,7 @@ async def stop(workers: list[Proc]) -> list[int]:
 async def test_queues_serialize_runs_across_worker_processes_in_spawn_order(
     backend, request, tmp_path
 ):
-    target = Target(backend, request, tmp_path)
+    target = SharedDatabase(backend, request, tmp_path, PG_DDL, SQLITE_DDL)
     await target.prepare()
     workers = [
         Proc(f"worker-{i}", "tests.acceptance.queue_worker", target.worker_args(),
@@ -155,7 +84,7 @@ async def test_queues_serialize_runs_across_worker_processes_in_spawn_order(
         wait_drained(target, workers, timeout=60)
         took = time.monotonic() - started
     finally:
-        codes = await stop(workers)
+        codes = await stop_all(workers)
         for worker in workers:
             worker.close()
     assert codes == [0] * N_WORKERS, "\n".join(w.describe() for w in workers)

@@ -123,7 +123,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def _stop_when_orphaned(stop: asyncio.Event) -> None:
+async def stop_when_orphaned(stop: asyncio.Event) -> None:
     """Shut down if the test process that started us dies without stopping us."""
     parent = os.getppid()
     while True:
@@ -157,7 +157,7 @@ async def _main(args: argparse.Namespace) -> int:
     await jobs.start_poll()
     print(f"INSTANCE {jobs.instance_id}", flush=True)
     print("READY", flush=True)
-    watchdog = asyncio.create_task(_stop_when_orphaned(stop))
+    watchdog = asyncio.create_task(stop_when_orphaned(stop))
     await stop.wait()
     watchdog.cancel()
     await jobs.shutdown()
