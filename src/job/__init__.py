@@ -15,7 +15,7 @@ from job.batch import (
 from job.clock import ClockController, ClockHandle
 from job.config import JobPollerConfig, JobSvcConfig
 from job.current import CurrentJob
-from job.entity import Job, JobEvent, JobId, JobState, new_job_id
+from job.entity import CancelResult, Job, JobEvent, JobId, JobState, new_job_id
 from job.errors import (
     BackendMismatchError,
     BatchOutcomeMismatchError,
@@ -36,7 +36,9 @@ from job.errors import (
 )
 from job.handles import JobHandle, JobHandles, JobOutcome
 from job.outcome import (
+    Cancel,
     Complete,
+    Discard,
     JobCompletion,
     RescheduleAt,
     RescheduleIn,
@@ -69,6 +71,8 @@ __all__ = [
     "BatchedJobInitializer",
     "BatchedJobRunner",
     "BulkSpawnResult",
+    "Cancel",
+    "CancelResult",
     "ClockController",
     "ClockHandle",
     "Complete",
@@ -76,6 +80,7 @@ __all__ = [
     "CurrentBatch",
     "CurrentJob",
     "DatabaseError",
+    "Discard",
     "DuplicateJobError",
     "Job",
     "JobCompletion",

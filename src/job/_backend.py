@@ -215,6 +215,25 @@ class Backend(Protocol):
     async def begin_transaction(self) -> RunnerTransaction:
         """A transaction for a runner's writes, committed together with its outcome."""
 
+    # -- cancellation ------------------------------------------------------------------------
+
+    async def request_cancel(self, job_id: UUID, by: str, reason: str, now: datetime) -> str:
+        """``Jobs.cancel``: ``"cancelled"`` (it was pending: now ended cancelled),
+        ``"requested"`` (it runs: its row is flagged, a ``cancel_requested`` event recorded
+        once), ``"finished"`` (already terminal) or ``"unknown"``. A flagged row is never
+        claimed; an outcome that would put it back to pending ends it cancelled instead
+        (``apply_outcomes``), and so does :meth:`finalize_cancelled`."""
+
+    async def cancel_requests(self, ids: Sequence[UUID]) -> dict[UUID, tuple[str, str]]:
+        """Of these jobs, those asked to cancel: id -> (by, reason)."""
+
+    async def finalize_cancelled(self, now: datetime) -> list[UUID]:
+        """End cancelled (a bounded number of) pending rows carrying a cancel request: runs
+        handed back by a lost-run reclaim or a shutdown after the request came."""
+
+    def announce_cancel(self, job_id: UUID) -> None:
+        """Tell other processes a running job was asked to cancel (a hint, best effort)."""
+
     # -- liveness ----------------------------------------------------------------------------
 
     def heartbeat_thread(self, live_ids: Callable[[], list[UUID]], interval: float) -> LoopThread:
@@ -271,10 +290,12 @@ class Backend(Protocol):
         *,
         task_status: TaskStatus[None],
         on_terminal: Callable[[], None] = lambda: None,
+        on_cancel: Callable[[UUID | None], None] = lambda job_id: None,
     ) -> None:
         """Call ``on_ready(job_type)`` when another process announces a job (``None``: a job
-        of any type may be ready), and ``on_terminal()`` when it announces finished jobs.
-        Reports started after its first connection attempt."""
+        of any type may be ready), ``on_terminal()`` when it announces finished jobs, and
+        ``on_cancel(job_id)`` when it announces a cancel request (``None``: re-check every
+        running job). Reports started after its first connection attempt."""
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -9,15 +9,9 @@ from uuid import UUID
 from job._backend import ClaimedRow
 from job.errors import BatchOutcomeMismatchError
 from job.outcome import (
-    Complete,
+    OUTCOME_TYPES,
     JobCompletion,
-    RescheduleAt,
-    RescheduleIn,
-    RescheduleNow,
-    RetryLater,
 )
-
-_OUTCOME_TYPES = (Complete, RetryLater, RescheduleAt, RescheduleIn, RescheduleNow)
 
 
 def plan_batches(rows: Sequence[ClaimedRow], max_batch_size: int) -> list[list[ClaimedRow]]:
@@ -33,7 +27,7 @@ def plan_batches(rows: Sequence[ClaimedRow], max_batch_size: int) -> list[list[C
 def item_outcomes(result: object, ids: Sequence[UUID]) -> dict[UUID, JobCompletion]:
     """``run_batch``'s result as one outcome per item: a single outcome applies to all; a
     mapping must name every item exactly once (else ``BatchOutcomeMismatchError``)."""
-    if isinstance(result, _OUTCOME_TYPES):
+    if isinstance(result, OUTCOME_TYPES):
         return dict.fromkeys(ids, result)
     if not isinstance(result, Mapping):
         raise TypeError(
@@ -48,7 +42,7 @@ def item_outcomes(result: object, ids: Sequence[UUID]) -> dict[UUID, JobCompleti
     outcomes: dict[UUID, JobCompletion] = {}
     for job_id in ids:
         outcome = result[job_id]
-        if not isinstance(outcome, _OUTCOME_TYPES):
+        if not isinstance(outcome, OUTCOME_TYPES):
             raise TypeError(f"run_batch()'s outcome for {job_id} is {outcome!r}, not an outcome")
         outcomes[job_id] = outcome
     return outcomes

@@ -25,6 +25,7 @@ from job import _telemetry as tel
 from job import _transitions as transitions
 from job._backend import Backend, ClaimedRow, OutcomeWrite
 from job._batches import item_outcomes
+from job._cancel import CancelSignals
 from job._outcomes import OutcomeRejectedError, OutcomeWriter, WriteResult
 from job._registry import Registry
 from job._transitions import Failure
@@ -33,11 +34,11 @@ from job.clock import ClockHandle
 from job.current import _UNSET, CurrentJob, _TransactionSlot
 from job.errors import RunTimeoutError, ScheduleError
 from job.outcome import (
+    OUTCOME_TYPES,
+    Cancel,
     Complete,
+    Discard,
     JobCompletion,
-    RescheduleAt,
-    RescheduleIn,
-    RescheduleNow,
     RetryLater,
 )
 from job.retry import RetrySettings
@@ -46,8 +47,6 @@ from job.runner import JobInitializer, ResidentJobInitializer
 logger = logging.getLogger("job.dispatcher")
 
 T = TypeVar("T")
-
-_OUTCOME_TYPES = (Complete, RetryLater, RescheduleAt, RescheduleIn, RescheduleNow)
 
 
 def _iso(value: datetime) -> str:
@@ -98,7 +97,7 @@ async def _run_with_timeout(
     runner: Any, current: CurrentJob[Any], timeout: timedelta | None
 ) -> JobCompletion:
     outcome = await _bounded(runner.run(current), timeout)
-    if not isinstance(outcome, _OUTCOME_TYPES):
+    if not isinstance(outcome, OUTCOME_TYPES):
         raise TypeError(
             f"{type(runner).__name__}.run() returned {outcome!r}, not an"
             " outcome (Complete, RetryLater, RescheduleAt, RescheduleIn,"
@@ -128,8 +127,17 @@ class Dispatcher:
         on_terminal: Callable[[list[UUID]], None],
         on_rescheduled: Callable[[], None],
         on_finished: Callable[[], None],
+        cancel_grace: float = 5.0,
     ) -> None:
         self._backend = backend
+        #: Cancel requests of this process's runs (``Jobs.cancel``), and who waits for them.
+        self.cancels = CancelSignals()
+        self.cancels.on_request = self._arm_grace
+        self._cancel_grace = cancel_grace
+        # job id -> the task of its single (not batched) run, for the grace-period cancel.
+        self._run_tasks: dict[UUID, asyncio.Task[None]] = {}
+        # Runs whose task this dispatcher cancelled because their job was cancelled.
+        self._killed: set[UUID] = set()
         self._registry = registry
         self._clock = clock
         self._writer = writer
@@ -164,11 +172,12 @@ class Dispatcher:
         spawning through a task group cost about a fifth of the per-job CPU in profiles
         (bench/README.md), and shutdown needs per-run cancellation with a bound anyway.
         """
-        self._launch(
+        task = self._launch(
             [row],
             lambda release_slot: self._execute(row, traced, release_slot),
             f"job-{row.job_type}-{row.id}",
         )
+        self._run_tasks[row.id] = task
 
     def start_batch(self, rows: list[ClaimedRow], traced: bool) -> None:
         """The same for a batch of one batched type: one slot, one task, one ``run_batch``."""
@@ -183,7 +192,7 @@ class Dispatcher:
         rows: list[ClaimedRow],
         body: Callable[[Callable[[], None]], Coroutine[Any, Any, None]],
         name: str,
-    ) -> None:
+    ) -> asyncio.Task[None]:
         job_type = rows[0].job_type
         self.running += 1
         self.running_by_type[job_type] = self.running_by_type.get(job_type, 0) + 1
@@ -199,6 +208,25 @@ class Dispatcher:
         )
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
+
+    def _arm_grace(self, job_id: UUID) -> None:
+        """A run of this process was asked to cancel: give it ``cancel_grace`` seconds (wall
+        clock) to stop by itself, then cancel its task (batches are only signalled)."""
+        task = self._run_tasks.get(job_id)
+        if task is not None:
+            asyncio.get_running_loop().call_later(self._cancel_grace, self._kill, job_id, task)
+
+    def _kill(self, job_id: UUID, task: asyncio.Task[None]) -> None:
+        if not task.done() and self._run_tasks.get(job_id) is task:
+            logger.warning(
+                "job %s: still running %gs after its cancel request; cancelling its task",
+                job_id,
+                self._cancel_grace,
+                extra={"job_id": str(job_id)},
+            )
+            self._killed.add(job_id)
+            task.cancel()
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -252,6 +280,10 @@ class Dispatcher:
             self.writing -= 1
             for row in rows:
                 self._results.pop(row.claim_token, None)
+                self.cancels.forget(row.id)
+                self._killed.discard(row.id)
+                if self._run_tasks.get(row.id) is asyncio.current_task():
+                    del self._run_tasks[row.id]
                 count = self._live.pop(row.id, 1) - 1
                 if count > 0:
                     self._live[row.id] = count
@@ -311,7 +343,13 @@ class Dispatcher:
                 if current is not None:
                     with anyio.CancelScope(shield=True):
                         await current._finish_transaction(commit=False)
-                if isinstance(exc, asyncio.CancelledError) and _is_service_cancellation():
+                if isinstance(exc, asyncio.CancelledError) and row.id in self._killed:
+                    # We cancelled it: the job was cancelled and its grace period is over.
+                    self._killed.discard(row.id)
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()
+                elif isinstance(exc, asyncio.CancelledError) and _is_service_cancellation():
                     raise
                 release_slot()
                 failure = Failure.from_exception(exc)
@@ -431,6 +469,7 @@ class Dispatcher:
             claim_token=row.claim_token,
             execution_state_json=row.execution_state_json,
             transaction_slot=slot,
+            cancel_signals=self.cancels,
         )
 
     async def _apply_batch_in_transaction(
@@ -507,6 +546,16 @@ class Dispatcher:
         resident job completing, a reschedule time out of range)."""
         if isinstance(outcome, RetryLater):
             return Failure(outcome.reason, "RetryLater", delay=outcome.delay)
+        if isinstance(outcome, Discard):
+            return transitions.discarded(outcome.reason)
+        request = self.cancels.get(row.id)
+        if isinstance(outcome, Cancel):
+            if request is None:
+                return transitions.cancelled(row, "runner", outcome.reason)
+            return transitions.cancelled(row, request.by, request.reason)
+        if request is not None and not isinstance(outcome, Complete):
+            # Asked to cancel: a run that did not complete does not run again. (Complete wins.)
+            return transitions.cancelled(row, request.by, request.reason)
         if isinstance(outcome, Complete):
             if isinstance(initializer, ResidentJobInitializer):
                 return Failure(
@@ -624,7 +673,20 @@ class Dispatcher:
         settings: RetrySettings,
         started_at: datetime,
     ) -> Iterator[OutcomeWrite]:
-        """Decide (retry or give up), log and trace a failed attempt; yields its write."""
+        """Decide (retry or give up), log and trace a failed attempt; yields its write. A
+        job asked to cancel ends cancelled instead: its failure does not matter any more."""
+        request = self.cancels.get(row.id)
+        if request is not None:
+            logger.info(
+                "job %s (%s) cancelled (by %s) as its run ended with: %s",
+                row.id,
+                row.job_type,
+                request.by,
+                failure.message,
+                extra={"job_id": str(row.id), "job_type": row.job_type},
+            )
+            yield transitions.cancelled(row, request.by, request.reason)
+            return
         transition = transitions.failed(
             row, failure, settings, started_at=started_at, now=self._clock.now()
         )

@@ -18,7 +18,10 @@ type                          data
 ``execution_aborted``         ``attempt``, ``reason`` (shutdown hand-back)
 ``result_updated``            ``attempt``, ``value``: the JSON value of
                               ``CurrentJob.set_result`` (the latest is the result)
-``job_completed``             ``state``: ``completed`` or ``errored`` (always last)
+``cancel_requested``          ``by``, ``reason``: ``Jobs.cancel`` was called (once)
+``execution_cancelled``       ``attempt``, ``by``, ``reason``: a run ended cancelled
+``job_completed``             ``state``: ``completed``, ``errored`` or ``cancelled``
+                              (last, unless the job was requeued after it)
 ============================  ======================================================
 
 ``EXECUTION_READY`` is not a history event but the wake-up hint pollers exchange.
@@ -37,6 +40,8 @@ ATTEMPT_COUNTER_RESET: Final = "attempt_counter_reset"
 EXECUTION_LOST: Final = "execution_lost"
 EXECUTION_ABORTED: Final = "execution_aborted"
 RESULT_UPDATED: Final = "result_updated"
+CANCEL_REQUESTED: Final = "cancel_requested"
+EXECUTION_CANCELLED: Final = "execution_cancelled"
 JOB_COMPLETED: Final = "job_completed"
 
 #: The wake-up hint: a job of ``job_type`` (or, without one, of any type) may be ready.
@@ -46,7 +51,13 @@ JOB_TERMINAL: Final = "job_terminal"
 
 #: Events that end one run (the demo and the dashboard count runs by them).
 RUN_ENDINGS: Final = frozenset(
-    {EXECUTION_COMPLETED, EXECUTION_ERRORED, EXECUTION_LOST, EXECUTION_ABORTED}
+    {
+        EXECUTION_COMPLETED,
+        EXECUTION_ERRORED,
+        EXECUTION_LOST,
+        EXECUTION_ABORTED,
+        EXECUTION_CANCELLED,
+    }
 )
 
 Event = dict[str, Any]
@@ -111,6 +122,15 @@ def latest_result(events: Any) -> Any:
         if event.type == RESULT_UPDATED:
             return event.data.get("value")
     return None
+
+
+def cancel_requested(by: str, reason: str) -> dict[str, Any]:
+    """The data of the ``cancel_requested`` event (the backend appends it)."""
+    return {"by": by, "reason": reason}
+
+
+def execution_cancelled(attempt: int, by: str, reason: str) -> Event:
+    return _event(EXECUTION_CANCELLED, attempt=attempt, by=by, reason=reason)
 
 
 def job_completed(state: str) -> Event:

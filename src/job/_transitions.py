@@ -22,7 +22,9 @@ __all__ = [
     "Failure",
     "FailureTransition",
     "attempts_exhausted",
+    "cancelled",
     "completed",
+    "discarded",
     "failed",
     "reschedule_time",
     "rescheduled",
@@ -37,7 +39,7 @@ class Failure:
     and lone surrogates replaced, length capped (``job.limits``).
     """
 
-    __slots__ = ("delay", "error_type", "message", "panicked")
+    __slots__ = ("delay", "error_type", "final", "message", "panicked")
 
     def __init__(
         self,
@@ -46,11 +48,14 @@ class Failure:
         *,
         delay: timedelta | None = None,
         panicked: bool = False,
+        final: bool = False,
     ) -> None:
         self.message = storable_text(message)
         self.error_type = storable_text(error_type, limit=200)
         self.delay = delay
         self.panicked = panicked
+        #: No retry, whatever the policy says (``Discard``).
+        self.final = final
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> Failure:
@@ -128,6 +133,8 @@ def failed(
     now: datetime,
 ) -> FailureTransition:
     """A failed attempt: retried with backoff per ``settings``, or the job errors."""
+    if failure.final:
+        settings = _GIVE_UP
     decision = settings.decide(
         attempt=row.attempt,
         # None only for a row whose times could not be read: see unreadable_schedule().
@@ -160,6 +167,22 @@ def failed(
         events.append(ev.job_completed("errored"))
         write = _terminal(row, events)
     return FailureTransition(write, decision, level)
+
+
+_GIVE_UP = RetrySettings(n_attempts=1)
+
+
+def discarded(reason: str) -> Failure:
+    """``Discard``: a failure that ends the job errored now, skipping the retries left."""
+    return Failure(reason, "Discard", final=True)
+
+
+def cancelled(row: ClaimedRow, by: str, reason: str) -> OutcomeWrite:
+    """The run ends cancelled (``Jobs.cancel``, or the runner returned ``Cancel``)."""
+    by, reason = storable_text(by, limit=200), storable_text(reason)
+    return _terminal(
+        row, [ev.execution_cancelled(row.attempt, by, reason), ev.job_completed("cancelled")]
+    )
 
 
 def attempts_exhausted(row: ClaimedRow, n_attempts: int) -> Failure:

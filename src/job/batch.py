@@ -51,11 +51,9 @@ from pydantic import BaseModel
 from job.current import CurrentJob, _TransactionSlot
 from job.errors import BackendMismatchError
 from job.outcome import (
+    OUTCOME_TYPES,
     Complete,
     JobCompletion,
-    RescheduleAt,
-    RescheduleIn,
-    RescheduleNow,
     RetryLater,
 )
 from job.runner import BaseInitializer
@@ -91,7 +89,6 @@ ProbeBudget = int | Literal["auto", "full"]
 N)+1``, enough to isolate one culprit), ``"full"`` (``2N-1``, enough to resolve every item), or
 a number >= 1 (``1``: one try, all or nothing)."""
 
-_OUTCOME_TYPES = (Complete, RetryLater, RescheduleAt, RescheduleIn, RescheduleNow)
 #: Deadlock and serialization failures: the same probe may succeed if simply run again.
 _CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
 #: Conflict re-runs per run_bisected call (not charged to the probe budget).
@@ -257,7 +254,7 @@ class CurrentBatch(Generic[C]):
         try:
             async with tx.savepoint():
                 outcome = await fn(item)
-                if not isinstance(outcome, _OUTCOME_TYPES):
+                if not isinstance(outcome, OUTCOME_TYPES):
                     raise TypeError(
                         f"run_isolated's function returned {outcome!r}, not an outcome"
                     )

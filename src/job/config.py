@@ -52,6 +52,25 @@ class JobPollerConfig(BaseModel):
             " it are cancelled and handed back to pending with their attempt unchanged."
         ),
     )
+    cancel_grace_period: timedelta = Field(
+        default=timedelta(seconds=5),
+        ge=timedelta(0),
+        description=(
+            "After a running job is asked to cancel (Jobs.cancel), how long (wall clock) its"
+            " runner has to stop by itself (CurrentJob.cancel_requested / wait_for_cancel)"
+            " before its task is cancelled. The job ends cancelled either way, unless it"
+            " completes first."
+        ),
+    )
+    cancel_check_interval: timedelta = Field(
+        default=timedelta(seconds=2),
+        gt=timedelta(0),
+        description=(
+            "How often (wall clock) a polling worker checks the database for cancel requests"
+            " of its running jobs, in case a notification was missed; and ends cancelled the"
+            " pending jobs whose cancel request raced their last run."
+        ),
+    )
     max_poll_wait: timedelta = Field(
         default=timedelta(seconds=60),
         gt=timedelta(0),

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
 
     from job._backend import Backend, RunnerTransaction
+    from job._cancel import CancelSignals
     from job.backends.sqlite import SqliteTransaction
     from job.clock import ClockHandle
 
@@ -69,7 +70,9 @@ class CurrentJob(Generic[C]):
         claim_token: UUID | None = None,
         execution_state_json: str | None = None,
         transaction_slot: _TransactionSlot | None = None,
+        cancel_signals: CancelSignals | None = None,
     ) -> None:
+        self._cancels = cancel_signals
         self._queue_id = queue_id
         self._claim_token = claim_token
         self._state_json = execution_state_json
@@ -140,6 +143,19 @@ class CurrentJob(Generic[C]):
     async def wait_for_shutdown(self) -> None:
         """Return when a graceful shutdown begins (race it against long work)."""
         await self._shutdown.wait()
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once ``Jobs.cancel`` was called for this job (in any process) and this run
+        heard of it. Stop soon: after ``cancel_grace_period`` the run is cancelled."""
+        return self._cancels is not None and self._cancels.get(self._id) is not None
+
+    async def wait_for_cancel(self) -> None:
+        """Return when this job is asked to cancel (race it against long work)."""
+        if self._cancels is None:
+            await anyio.sleep_forever()
+        else:
+            await self._cancels.wait(self._id)
 
     # -- checkpoints and results --------------------------------------------------------------
 

@@ -72,11 +72,27 @@ class JobState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
+    #: Ended by failing: its attempts were used up, or its runner returned ``Discard``. The
+    #: dead-letter state: list these with ``Jobs.list_jobs`` and requeue with ``Jobs.retry``.
     ERRORED = "errored"
+    #: Ended by ``Jobs.cancel`` (or a runner returning ``Cancel``); it will not run again.
+    CANCELLED = "cancelled"
 
     @property
     def is_terminal(self) -> bool:
-        return self in (JobState.COMPLETED, JobState.ERRORED)
+        return self in (JobState.COMPLETED, JobState.ERRORED, JobState.CANCELLED)
+
+
+class CancelResult(StrEnum):
+    """What ``Jobs.cancel`` did."""
+
+    #: The job was pending: it is now ``cancelled`` and will never run.
+    CANCELLED = "cancelled"
+    #: The job is running: its runner was told (in whatever process runs it); it ends
+    #: ``cancelled`` when the run ends, unless the run completes first.
+    REQUESTED = "requested"
+    #: The job had already ended (completed, errored or cancelled): nothing changed.
+    FINISHED = "finished"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from uuid import UUID
 import anyio
 import pydantic
 
-from job.entity import Job, JobState
+from job.entity import CancelResult, Job, JobState
 from job.errors import JobTimeoutError
 
 if TYPE_CHECKING:
@@ -33,7 +33,8 @@ Loader = Callable[[UUID], Awaitable[Job[C]]]
 
 @dataclass(frozen=True, slots=True)
 class JobOutcome(Generic[C]):
-    """How a job ended: ``completed`` or ``errored``, with its result and final snapshot."""
+    """How a job ended: ``completed``, ``errored`` or ``cancelled``, with its result and
+    final snapshot."""
 
     job: Job[C]
 
@@ -43,7 +44,7 @@ class JobOutcome(Generic[C]):
 
     @property
     def state(self) -> JobState:
-        """``JobState.COMPLETED`` or ``JobState.ERRORED``."""
+        """``JobState.COMPLETED``, ``JobState.ERRORED`` or ``JobState.CANCELLED``."""
         return self.job.state
 
     @property
@@ -53,6 +54,10 @@ class JobOutcome(Generic[C]):
     @property
     def is_errored(self) -> bool:
         return self.job.state is JobState.ERRORED
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.job.state is JobState.CANCELLED
 
     @property
     def error(self) -> str | None:
@@ -88,11 +93,16 @@ class JobHandle(Generic[C]):
         return await self._load(self._id)
 
     async def await_completion(self, *, timeout: float) -> JobOutcome[C]:
-        """Wait (wall clock, at most ``timeout`` seconds) until the job is completed or
-        errored. Raises ``JobTimeoutError``, ``JobNotFoundError``, or ``ServiceShutdownError``
-        if the service shuts down meanwhile. A timed-out wait may simply be repeated."""
+        """Wait (wall clock, at most ``timeout`` seconds) until the job is completed,
+        errored or cancelled. Raises ``JobTimeoutError``, ``JobNotFoundError``, or
+        ``ServiceShutdownError`` if the service shuts down meanwhile. A timed-out wait may
+        simply be repeated."""
         await self._jobs._await_terminal(self._id, timeout)
         return JobOutcome(await self._load(self._id))
+
+    async def cancel(self, *, reason: str = "cancelled", by: str = "api") -> CancelResult:
+        """Cancel the job: see :meth:`job.Jobs.cancel`."""
+        return await self._jobs.cancel(self._id, reason=reason, by=by)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, JobHandle) and other._id == self._id

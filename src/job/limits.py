@@ -29,6 +29,7 @@ from job.errors import JobConfigError, ScheduleError
 
 __all__ = [
     "MAX_ERROR_CHARS",
+    "MAX_LABEL_CHARS",
     "MAX_TIME",
     "MAX_UNIQUE_KEY_CHARS",
     "MIN_TIME",
@@ -99,6 +100,18 @@ def storable_text(text: object, limit: int = MAX_ERROR_CHARS) -> str:
         cut = len(text) - limit
         text = f"{text[:limit]}... ({cut} more characters)"
     return text
+
+
+#: Longest ``by`` / ``reason`` an operator action records (``Jobs.cancel``, ``Jobs.retry``).
+MAX_LABEL_CHARS = 1000
+
+
+def check_label(value: object, what: str) -> str:
+    """An operator action's ``by`` / ``reason``: a ``str`` (else ``TypeError``), made
+    storable (NUL and lone surrogates replaced, cut to ``MAX_LABEL_CHARS``)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__}")
+    return storable_text(value, limit=MAX_LABEL_CHARS)
 
 
 def check_config_json(job_type: str, config_json: str, config: Any) -> None:

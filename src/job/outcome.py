@@ -11,6 +11,9 @@ own cancellation at shutdown) has failed its attempt, exactly like returning ``R
 ``RescheduleAt(at)``      Success; run again at ``at`` (application clock). Attempt back to 1.
 ``RescheduleIn(delay)``   Success; run again ``delay`` from now. Attempt back to 1.
 ``RescheduleNow()``       Success; run again as soon as possible. Attempt back to 1.
+``Discard(reason)``       A permanent failure: the job becomes ``errored`` now, whatever attempts
+                          are left (the dead-letter state; ``Jobs.retry`` requeues it).
+``Cancel(reason)``        The job is no longer wanted: it becomes ``cancelled`` now.
 ========================  ======================================================================
 """
 
@@ -18,11 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final
 
 from job.limits import check_time
 
 __all__ = [
+    "Cancel",
     "Complete",
+    "Discard",
     "JobCompletion",
     "RescheduleAt",
     "RescheduleIn",
@@ -79,8 +85,36 @@ class RescheduleNow:
     """This run succeeded; run the job again as soon as possible."""
 
 
-JobCompletion = Complete | RetryLater | RescheduleAt | RescheduleIn | RescheduleNow
+@dataclass(frozen=True, slots=True)
+class Discard:
+    """This job can never succeed (a deleted account, a malformed payload): end it
+    ``errored`` now, skipping the retries left. The reason is recorded as its last error."""
+
+    reason: str = "the runner discarded the job"
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """This job is no longer wanted: end it ``cancelled`` now (by ``"runner"``)."""
+
+    reason: str = "the runner cancelled the job"
+
+
+JobCompletion = (
+    Complete | RetryLater | RescheduleAt | RescheduleIn | RescheduleNow | Discard | Cancel
+)
 """Any outcome a runner may return."""
+
+#: The outcome classes, for ``isinstance`` checks of what a runner returned.
+OUTCOME_TYPES: Final = (
+    Complete,
+    RetryLater,
+    RescheduleAt,
+    RescheduleIn,
+    RescheduleNow,
+    Discard,
+    Cancel,
+)
 
 ResidentCompletion = RetryLater | RescheduleAt | RescheduleIn | RescheduleNow
 """What a resident job's runner may return: it never completes."""

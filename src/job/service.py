@@ -34,6 +34,7 @@ from pydantic import BaseModel
 
 from job import _telemetry as tel
 from job._backend import Backend
+from job._cancel import CancelWatcher
 from job._dbclock import DatabaseClockSync
 from job._dispatcher import Dispatcher
 from job._maintenance import Maintenance
@@ -45,7 +46,7 @@ from job.backends import create_backend
 from job.batch import BatchedJobInitializer
 from job.clock import ClockHandle, _Offset
 from job.config import JobSvcConfig
-from job.entity import Job, new_job_id
+from job.entity import CancelResult, Job, new_job_id
 from job.errors import (
     BackendMismatchError,
     ConfigError,
@@ -54,6 +55,7 @@ from job.errors import (
     NotStartedError,
 )
 from job.handles import JobHandle
+from job.limits import check_label
 from job.runner import JobInitializer, KeyedJobInitializer, ResidentJobInitializer
 from job.spawner import JobSpawner, KeyedJobSpawner, ResidentJobSpawner
 
@@ -106,6 +108,7 @@ class Jobs:
         self._poller: Poller | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._maintenance: Maintenance | None = None
+        self._cancel_watcher: CancelWatcher | None = None
         self._dispatcher: Dispatcher | None = None
         self._tg: TaskGroup | None = None
         # The backend's listener runs from start_poll(), or from the first await of a
@@ -226,6 +229,15 @@ class Jobs:
             on_terminal=waiters.resolve,
             on_rescheduled=self._wake_poller,
             on_finished=lambda: self._poller.on_job_finished() if self._poller else None,
+            cancel_grace=cfg.poller_config.cancel_grace_period.total_seconds(),
+        )
+        cancel_watcher = CancelWatcher(
+            backend=backend,
+            signals=dispatcher.cancels,
+            live_ids=lambda: dispatcher.live_ids,
+            clock=self._clock,
+            interval=cfg.poller_config.cancel_check_interval.total_seconds(),
+            on_finalized=self._on_terminal,
         )
         poller = Poller(
             backend=backend,
@@ -246,6 +258,7 @@ class Jobs:
         self._poller = poller
         self._dispatcher = dispatcher
         self._maintenance = maintenance
+        self._cancel_watcher = cancel_watcher
         # Background loops are roots of their own traces: detach from whatever span the caller
         # of start_poll() has open, or every poll would become its child.
         token = otel_context.attach(otel_context.Context())
@@ -260,6 +273,7 @@ class Jobs:
             await tg.start(poller.run, name="job-poller")
             tg.start_soon(maintenance.run_lost_reclaim, name="job-lost-reclaim")
             tg.start_soon(maintenance.run_stale_check, name="job-stale-check")
+            tg.start_soon(cancel_watcher.run, name="job-cancel-watcher")
         finally:
             otel_context.detach(token)
         self._state = "polling"
@@ -411,6 +425,41 @@ class Jobs:
         await self._await_terminal(job_id, timeout)
         return await self.find(job_id)
 
+    async def cancel(
+        self, job_id: UUID, *, reason: str = "cancelled", by: str = "api"
+    ) -> CancelResult:
+        """Cancel a job, in whatever process it is (see docs/cancellation.md).
+
+        Pending: it ends ``cancelled`` now and never runs (``CancelResult.CANCELLED``).
+        Running: its runner is told (``CurrentJob.cancel_requested`` / ``wait_for_cancel``),
+        at once here or through the backend's notifications elsewhere; the run ends
+        ``cancelled`` unless it completes, and a runner still going after
+        ``cancel_grace_period`` is cancelled (``CancelResult.REQUESTED``). Ended already:
+        nothing changes (``CancelResult.FINISHED``). ``by`` and ``reason`` are recorded in
+        the job's history. The retry budget is not touched. Raises ``JobNotFoundError``.
+        """
+        if self._state not in ("open", "polling"):
+            raise NotStartedError("cancel() needs an open service")
+        by, reason = check_label(by, "by"), check_label(reason, "reason")
+        outcome = await self._backend.request_cancel(job_id, by, reason, self._clock.now())
+        if outcome == "unknown":
+            raise JobNotFoundError(job_id)
+        result = CancelResult(outcome)
+        if result is CancelResult.CANCELLED:
+            self._on_terminal([job_id])
+            self._wake_poller()  # a queue it headed may run its next job now
+        elif result is CancelResult.REQUESTED:
+            dispatcher = self._dispatcher
+            if dispatcher is not None and job_id in dispatcher.live_ids:
+                dispatcher.cancels.request(job_id, by, reason)
+            else:
+                self._backend.announce_cancel(job_id)
+        logger.info(
+            "job %s: cancel by %s (%s): %s", job_id, by, reason, result.value,
+            extra={"job_id": str(job_id)},
+        )  # fmt: skip
+        return result
+
     def handle(self, job_id: UUID) -> JobHandle[Any]:
         """A handle on any job by id (config as stored JSON); see ``JobSpawner.handle`` for
         a typed one."""
@@ -421,8 +470,10 @@ class Jobs:
             raise NotStartedError()
         if not self._listening and self._tg is not None:
             # A spawn-only service: listen now, so a completion elsewhere is seen at once.
+            # Wait for the listener's first connection attempt: a completion notified before
+            # it listens would otherwise be missed until the sweep.
             self._listening = True
-            self._tg.start_soon(self._run_listener, name="job-listener")
+            await self._tg.start(self._run_listener, name="job-listener")
         await self._waiters.wait(job_id, timeout)
 
     async def _run_listener(self, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
@@ -432,7 +483,12 @@ class Jobs:
             self._config.connection_timeout.total_seconds(),
             task_status=task_status,
             on_terminal=self._on_remote_terminal,
+            on_cancel=self._on_remote_cancel,
         )
+
+    def _on_remote_cancel(self, job_id: UUID | None) -> None:
+        if self._cancel_watcher is not None:
+            self._cancel_watcher.poke(job_id)
 
     def _on_terminal(self, ids: list[UUID]) -> None:
         """Our writes ended these jobs: wake local waiters, tell other processes'."""

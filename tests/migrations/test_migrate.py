@@ -48,6 +48,10 @@ RELEASED: dict[int, tuple[str, str]] = {
         "0002_queues_state_results.sql",
         "22bd0a65472368ae2f53df610fcbb110272a1d94f5d898117ea3c018140fd7d2",
     ),
+    3: (
+        "0003_cancel_and_dead_letters.sql",
+        "c867d87c4ddb617f5c759d09f3356935271482130c7191a519d8b81775b08442",
+    ),
 }
 
 MIGRATION_FILE = re.compile(r"^\d{4}_\w+\.sql$")
@@ -324,6 +328,8 @@ EXPECTED_COLUMNS = {
     ("job_key_states", "job_type", "text", "NO", None),
     ("job_key_states", "state", "jsonb", "NO", None),
     ("job_key_states", "unique_key", "text", "NO", None),
+    # 0003: cancellation
+    ("job_executions", "cancel_requested", "jsonb", "YES", None),
     ("job_queues", "queue_id", "text", "NO", None),
     ("job_queues", "running_id", "uuid", "YES", None),
     ("jobs", "queue_id", "text", "YES", None),
@@ -369,6 +375,14 @@ EXPECTED_INDEXES = {
         " USING btree (version)",
     ),
     ("jobs", "jobs_pkey", "CREATE UNIQUE INDEX jobs_pkey ON public.jobs USING btree (id)"),
+    # 0003
+    (
+        "job_events",
+        "idx_job_events_finished",
+        "CREATE INDEX idx_job_events_finished ON public.job_events"
+        " USING btree (((event ->> 'state'::text)), recorded_at)"
+        " WHERE (event_type = 'job_completed'::text)",
+    ),
     # 0002
     (
         "job_executions",
@@ -466,6 +480,10 @@ RELEASED_SQLITE: dict[int, tuple[str, str]] = {
     2: (
         "0002_queues_state_results.sql",
         "19a74add572a754267f23b5445085ad6a38c30df4c1dcf3a54821e16922e18ea",
+    ),
+    3: (
+        "0003_cancel_and_dead_letters.sql",
+        "fca19cc75f039692b12d83ae309bab1d44233400d6a26456d41c65064b2f20f9",
     ),
 }
 

@@ -73,6 +73,10 @@ class DrainResult:
         return len(self.in_state(JobState.ERRORED))
 
     @property
+    def cancelled(self) -> int:
+        return len(self.in_state(JobState.CANCELLED))
+
+    @property
     def pending(self) -> int:
         """Jobs waiting for a later run: a retry after a failure, or a reschedule."""
         return len(self.in_state(JobState.PENDING))

@@ -46,7 +46,11 @@ def test_run_migrations_is_idempotent_and_recorded(tmp_path: Path) -> None:
         assert applied_versions(db) == ALL
         assert run_migrations(db) == []
         rows = db.execute("SELECT version, name, applied_at FROM job_schema_migrations").fetchall()
-        assert [(v, n) for v, n, _ in rows] == [(1, "job_setup"), (2, "queues_state_results")]
+        assert [(v, n) for v, n, _ in rows] == [
+            (1, "job_setup"),
+            (2, "queues_state_results"),
+            (3, "cancel_and_dead_letters"),
+        ]
         assert rows[0][2] > 1_600_000_000 * 1_000_000  # microseconds since the epoch
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"jobs", "job_events", "job_executions", "job_schema_migrations"} <= tables

@@ -25,7 +25,12 @@ from job._threads import LoopThread
 from job.backends.postgres.connections import ConnectParams, pool_connect_params
 from job.backends.postgres.heartbeat import HeartbeatThread
 from job.backends.postgres.migrate import applied_versions, latest_version, run_migrations
-from job.backends.postgres.notify import TERMINAL_PAYLOAD, Notifier, ready_payload
+from job.backends.postgres.notify import (
+    TERMINAL_PAYLOAD,
+    Notifier,
+    cancel_payload,
+    ready_payload,
+)
 from job.backends.postgres.repository import Repository, translate_errors
 from job.errors import DatabaseError, MigrationError, NotStartedError
 
@@ -194,6 +199,12 @@ class PostgresBackend(Repository):
     def announce_terminal(self) -> None:
         self._notifier.publish(TERMINAL_PAYLOAD)
 
+    def _finished_elsewhere(self) -> None:
+        self.announce_terminal()
+
+    def announce_cancel(self, job_id: UUID) -> None:
+        self._notifier.publish(cancel_payload(job_id))
+
     async def announce_in(self, conn: object, job_type: str) -> None:
         await self.notify([ready_payload(job_type)], conn=conn)
 
@@ -210,8 +221,10 @@ class PostgresBackend(Repository):
         *,
         task_status: TaskStatus[None],
         on_terminal: Callable[[], None] = lambda: None,
+        on_cancel: Callable[[UUID | None], None] = lambda job_id: None,
     ) -> None:
         self._notifier.on_terminal = on_terminal
+        self._notifier.on_cancel = on_cancel
         await self._notifier.run_listener(on_ready, attempt_timeout, task_status=task_status)
 
     async def _listen_connection(self) -> AsyncConnection[Any]:

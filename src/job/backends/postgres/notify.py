@@ -32,6 +32,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from uuid import UUID
 
 import anyio
 import psycopg
@@ -56,6 +57,12 @@ ANY_READY_PAYLOAD = json.dumps({"type": ev.EXECUTION_READY})
 # "Some job reached a terminal state": one constant payload, so a burst of completions is
 # coalesced into one notification per REPEAT_WINDOW; listeners re-check their waiters.
 TERMINAL_PAYLOAD = json.dumps({"type": ev.JOB_TERMINAL})
+# "This job was asked to cancel": the process running it signals its runner.
+CANCEL_KIND = "job_cancel"
+
+
+def cancel_payload(job_id: UUID) -> str:
+    return json.dumps({"type": CANCEL_KIND, "id": str(job_id)})
 
 
 def sendable(payload: str) -> str:
@@ -89,6 +96,8 @@ class Notifier:
         self._on_ready: Callable[[str | None], None] = lambda job_type: None
         #: Called when another process announces finished jobs (completion waiters).
         self.on_terminal: Callable[[], None] = lambda: None
+        #: Called with a job id when a process announces a cancel request (None: re-check all).
+        self.on_cancel: Callable[[UUID | None], None] = lambda job_id: None
         self._pending: set[str] = set()
         self._sent_at: dict[str, float] = {}  # payload -> monotonic time it was last sent
         self._wake = anyio.Event()
@@ -236,6 +245,7 @@ class Notifier:
     def _wake_all(self) -> None:
         self._on_ready(None)
         self.on_terminal()  # completions announced while we were not listening
+        self.on_cancel(None)  # and cancel requests
 
     def _dispatch(self, payload: str) -> None:
         try:
@@ -249,5 +259,7 @@ class Notifier:
                     self._on_ready(str(job_type))
             elif kind == ev.JOB_TERMINAL:
                 self.on_terminal()
+            elif kind == CANCEL_KIND:
+                self.on_cancel(UUID(str(message["id"])))
         except (ValueError, KeyError, TypeError, AttributeError):
             logger.warning("ignoring malformed job notification: %r", payload[:200])

@@ -140,6 +140,7 @@ WHERE job_type = %(job_type)s::text AND unique_key = %(unique_key)s::text;
 -- at most `limits[i]` of `job_types[i]` (per-type caps). Each type is probed through the claim
 -- index; rows another worker holds are skipped, and the UPDATE re-checks state = 'pending' (a
 -- row may have changed between probe and lock).
+-- A row carrying a cancel request is never claimed (it is about to end cancelled).
 -- Queues: a queued row is a candidate only if no older row of its queue is pending and no row
 -- of it runs (job_queues.running_id, as this statement's snapshot saw it). That snapshot may be
 -- stale, so the queue is then taken with a compare-and-set upsert on its job_queues row: ON
@@ -154,6 +155,7 @@ WITH candidates AS MATERIALIZED (
         WHERE e.state = 'pending'
           AND e.job_type = t.job_type
           AND e.execute_at <= %(now)s::timestamptz
+          AND e.cancel_requested IS NULL
           AND (e.queue_id IS NULL OR (
                 NOT EXISTS (
                     SELECT 1 FROM job_executions AS o
@@ -266,11 +268,11 @@ WITH input AS (
     FROM input AS i
     WHERE NOT i.terminal AND e.id = i.id AND e.claim_token = i.claim_token
     RETURNING e.id, i.claim_token, e.event_seq - jsonb_array_length(i.events) AS base_seq,
-              e.queue_id
+              e.queue_id, e.cancel_requested IS NOT NULL AS cancel_pending
 ), applied AS (
-    SELECT id, claim_token, base_seq, queue_id FROM finished
+    SELECT id, claim_token, base_seq, queue_id, false AS cancel_pending FROM finished
     UNION ALL
-    SELECT id, claim_token, base_seq, queue_id FROM rescheduled
+    SELECT id, claim_token, base_seq, queue_id, cancel_pending FROM rescheduled
 ), queues_freed AS (
     -- The run is over: its queue may start its next job.
     UPDATE job_queues AS q SET running_id = NULL
@@ -284,7 +286,9 @@ WITH input AS (
     JOIN input AS i ON i.id = a.id AND i.claim_token = a.claim_token
     CROSS JOIN LATERAL jsonb_array_elements(i.events) WITH ORDINALITY AS ev (item, ord)
 )
-SELECT id, claim_token FROM applied;
+-- cancel_pending: the run went back to pending although a cancel request had come in (it
+-- raced the outcome); the backend ends such rows cancelled next (finalize_cancelled).
+SELECT id, claim_token, cancel_pending FROM applied;
 
 -- name: heartbeat
 -- Refresh alive_at (database wall clock) for the runs this worker still has in memory.
@@ -441,3 +445,58 @@ SELECT clock_timestamp();
 SELECT id FROM jobs WHERE job_type = %(job_type)s::text
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s::int;
+
+-- name: request_cancel
+-- Jobs.cancel: flag the job's live row with who asked and why (once: a repeated request
+-- changes nothing) and record it in the history. Returns the row's state, or nothing if the
+-- job is not live. A pending row is then ended by finalize_cancelled in the same transaction.
+WITH target AS MATERIALIZED (
+    SELECT id, state, cancel_requested IS NOT NULL AS was_flagged
+    FROM job_executions WHERE id = %(id)s::uuid
+    FOR NO KEY UPDATE
+), flagged AS (
+    UPDATE job_executions AS e
+    SET cancel_requested = %(request)s::jsonb, event_seq = e.event_seq + 1
+    FROM target AS t
+    WHERE e.id = t.id AND NOT t.was_flagged
+    RETURNING e.id, e.event_seq
+), appended AS (
+    INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
+    SELECT id, event_seq, %(event_type)s, %(request)s::jsonb, %(now)s::timestamptz
+    FROM flagged
+)
+SELECT state FROM target;
+
+-- name: finalize_cancelled
+-- End cancelled the pending rows that carry a cancel request: the job was pending when
+-- Jobs.cancel came (ids given), or its run went back to pending as the request raced its
+-- outcome, or it was handed back by a lost-run reclaim or a shutdown (the sweep: ids NULL).
+-- Bounded per call; rows another transaction holds are left for the next sweep.
+WITH doomed AS MATERIALIZED (
+    SELECT id FROM job_executions
+    WHERE state = 'pending' AND cancel_requested IS NOT NULL
+      AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
+    ORDER BY id
+    LIMIT 500
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM job_executions AS e USING doomed AS d
+    WHERE e.id = d.id
+    RETURNING e.id, e.event_seq, e.job_type, e.unique_key, e.execution_state, e.keep_state
+), kept_states AS (
+    INSERT INTO job_key_states AS k (job_type, unique_key, state)
+    SELECT job_type, unique_key, execution_state FROM gone
+    WHERE keep_state AND unique_key IS NOT NULL AND execution_state IS NOT NULL
+    ON CONFLICT (job_type, unique_key) DO UPDATE SET state = excluded.state
+), appended AS (
+    INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
+    SELECT id, event_seq + 1, %(event_type)s, %(event)s::jsonb, %(now)s::timestamptz
+    FROM gone
+)
+SELECT id, job_type FROM gone;
+
+-- name: cancel_requests
+-- Of these running jobs (this worker's), those asked to cancel, with who asked and why.
+SELECT id, cancel_requested ->> 'by', cancel_requested ->> 'reason'
+FROM job_executions
+WHERE id = ANY(%(ids)s::uuid[]) AND cancel_requested IS NOT NULL;

@@ -255,7 +255,58 @@ class Repository:
         }
         async with self._conn(conn) as c:
             cur = await c.execute(q.APPLY_OUTCOMES, params)
-            return {(r[0], r[1]) for r in await cur.fetchall()}
+            rows = await cur.fetchall()
+            raced = [r[0] for r in rows if r[2]]
+            if raced:  # went back to pending as a cancel request came in: end them now
+                await self._finalize_cancelled(c, raced, now)
+            return {(r[0], r[1]) for r in rows}
+
+    # -- cancellation ------------------------------------------------------------------------
+
+    async def request_cancel(self, job_id: UUID, by: str, reason: str, now: datetime) -> str:
+        params = {
+            "id": job_id,
+            "request": json.dumps(ev.cancel_requested(by, reason)),
+            "event_type": ev.CANCEL_REQUESTED,
+            "now": now,
+        }
+        async with self._conn(None) as c:  # one transaction: flag, then end it if pending
+            row = await (await c.execute(q.REQUEST_CANCEL, params)).fetchone()
+            if row is None:
+                cur = await c.execute(q.EXISTING_JOB_IDS, {"ids": [job_id]})
+                return "finished" if await cur.fetchone() is not None else "unknown"
+            if row[0] == "pending":
+                await self._finalize_cancelled(c, [job_id], now)
+                return "cancelled"
+            return "requested"
+
+    async def cancel_requests(self, ids: Sequence[UUID]) -> dict[UUID, tuple[str, str]]:
+        async with self._conn(None) as c:
+            cur = await c.execute(q.CANCEL_REQUESTS, {"ids": list(ids)})
+            return {r[0]: (str(r[1]), str(r[2])) for r in await cur.fetchall()}
+
+    async def finalize_cancelled(self, now: datetime) -> list[UUID]:
+        async with self._conn(None) as c:
+            return await self._finalize_cancelled(c, None, now)
+
+    async def _finalize_cancelled(
+        self, c: AsyncConnection[Any], ids: list[UUID] | None, now: datetime
+    ) -> list[UUID]:
+        params = {
+            "ids": ids,
+            "event_type": ev.JOB_COMPLETED,
+            "event": json.dumps(ev.job_completed("cancelled")["data"]),
+            "now": now,
+        }
+        cur = await c.execute(q.FINALIZE_CANCELLED, params)
+        ended = [r[0] for r in await cur.fetchall()]
+        if ended:
+            self._finished_elsewhere()
+        return ended
+
+    def _finished_elsewhere(self) -> None:
+        """Jobs reached a terminal state without the engine writing it (a cancel request):
+        the backend tells completion waiters (PostgresBackend announces it)."""
 
     # -- liveness ----------------------------------------------------------------------------
 

@@ -305,7 +305,7 @@ def _apply(
         row = db.execute(q.FENCED_EVENT_SEQ, fence).fetchone()
         if row is None:  # reclaimed by someone else (or already written): the fence holds
             continue
-        base_seq, job_type, unique_key, state, keep_state = row
+        base_seq, job_type, unique_key, state, keep_state, cancel_requested = row
         if w.terminal:
             if keep_state and unique_key is not None and state is not None:
                 key = {"job_type": job_type, "unique_key": unique_key, "state": state}
@@ -324,7 +324,48 @@ def _apply(
             )
         _append_events(db, fence["id"], base_seq, w.events, now_us)
         applied.add((w.id, w.claim_token))
+        if not w.terminal and cancel_requested is not None:
+            # Back to pending as a cancel request came in (it raced the outcome): end it now.
+            _finalize_cancelled(db, fence["id"], now_us)
     return applied
+
+
+def _request_cancel(db: sqlite3.Connection, job_id: str, request: str, now_us: int) -> str:
+    row = db.execute(q.CANCEL_TARGET, {"id": job_id}).fetchone()
+    if row is None:
+        return "finished" if db.execute(q.JOB_EXISTS, {"id": job_id}).fetchone() else "unknown"
+    state, was_flagged, event_seq = row
+    if not was_flagged:
+        db.execute(q.FLAG_CANCEL, {"id": job_id, "request": request})
+        event = {"type": ev.CANCEL_REQUESTED, "data": json.loads(request)}
+        _append_events(db, job_id, event_seq, [event], now_us)
+    if state == "pending":
+        _finalize_cancelled(db, job_id, now_us)
+        return "cancelled"
+    return "requested"
+
+
+def _finalize_cancelled(db: sqlite3.Connection, job_id: str | None, now_us: int) -> list[UUID]:
+    """End cancelled the pending rows carrying a cancel request (one job's, or up to 500)."""
+    ended = []
+    for row in db.execute(q.CANCEL_DOOMED, {"id": job_id}).fetchall():
+        doomed, event_seq, job_type, unique_key, state, keep_state = row
+        if keep_state and unique_key is not None and state is not None:
+            key = {"job_type": job_type, "unique_key": unique_key, "state": state}
+            db.execute(q.KEEP_KEY_STATE, key)
+        db.execute(q.DROP_EXECUTION, {"id": doomed})
+        _append_events(db, doomed, event_seq, [ev.job_completed("cancelled")], now_us)
+        ended.append(UUID(doomed))
+    return ended
+
+
+def _cancel_requests(db: sqlite3.Connection, ids: Sequence[UUID]) -> dict[UUID, tuple[str, str]]:
+    found = {}
+    for job_id in ids:
+        row = db.execute(q.CANCEL_REQUESTS, {"id": str(job_id)}).fetchone()
+        if row is not None:
+            found[job_id] = (str(row[0]), str(row[1]))
+    return found
 
 
 def _heartbeat(db: sqlite3.Connection, ids: Sequence[UUID], instance_id: str) -> None:
@@ -778,6 +819,25 @@ class SqliteBackend:
         batch, now_us = list(writes), _us(now)
         return await self._write(conn, lambda db: _apply(db, batch, now_us))
 
+    # -- cancellation ------------------------------------------------------------------------
+
+    async def request_cancel(self, job_id: UUID, by: str, reason: str, now: datetime) -> str:
+        request, now_us = json.dumps(ev.cancel_requested(by, reason)), _us(now)
+        return await self._write(
+            None, lambda db: _request_cancel(db, str(job_id), request, now_us)
+        )
+
+    async def cancel_requests(self, ids: Sequence[UUID]) -> dict[UUID, tuple[str, str]]:
+        wanted = list(ids)
+        return await self._read(None, lambda db: _cancel_requests(db, wanted))
+
+    async def finalize_cancelled(self, now: datetime) -> list[UUID]:
+        now_us = _us(now)
+        return await self._write(None, lambda db: _finalize_cancelled(db, None, now_us))
+
+    def announce_cancel(self, job_id: UUID) -> None:
+        """Nothing to send: other processes see the flag through data_version (listener)."""
+
     async def begin_transaction(self) -> SqliteTransaction:
         self._main_conn()  # not open (or closed): NotStartedError
         # Shielded: a cancelled caller must not leave a connection inside BEGIN IMMEDIATE
@@ -864,11 +924,12 @@ class SqliteBackend:
         *,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
         on_terminal: Callable[[], None] = lambda: None,
+        on_cancel: Callable[[UUID | None], None] = lambda job_id: None,
     ) -> None:
-        """Call ``on_ready(None)`` and ``on_terminal()`` whenever another connection has
-        committed to the file (another process, or one of our runner transactions; our
-        heartbeats too, which costs a spare poll). Checked every :attr:`listen_interval`
-        seconds on the main connection."""
+        """Call ``on_ready(None)``, ``on_terminal()`` and ``on_cancel(None)`` whenever
+        another connection has committed to the file (another process, or one of our runner
+        transactions; our heartbeats too, which costs a spare poll). Checked every
+        :attr:`listen_interval` seconds on the main connection."""
         task_status.started()
         last: int | None = None
         while True:
@@ -883,6 +944,7 @@ class SqliteBackend:
                 if last is not None and version != last:
                     on_ready(None)
                     on_terminal()
+                    on_cancel(None)
                 last = version
             await anyio.sleep(self.listen_interval)
 

@@ -135,9 +135,11 @@ WHERE job_type = :job_type AND unique_key = :unique_key;
 -- of them; the caller merges the types and keeps the overall oldest `limit` (execute_at, id).
 -- A time that is not an integer (written from outside) is never <= :now: never claimed.
 -- A queued row only if no job of its queue runs and none older of it is pending: under the
--- write lock this cannot race, so the claim never starts two jobs of one queue.
+-- write lock this cannot race, so the claim never starts two jobs of one queue. A row carrying
+-- a cancel request is never claimed (it is about to end cancelled).
 SELECT e.id, e.execute_at FROM job_executions AS e
 WHERE e.state = 'pending' AND e.job_type = :job_type AND e.execute_at <= :now
+  AND e.cancel_requested IS NULL
   AND (e.queue_id IS NULL OR (
         NOT EXISTS (
             SELECT 1 FROM job_executions AS r
@@ -179,7 +181,7 @@ LIMIT 1;
 -- Outcome writes are fenced by the claim token: a run whose claim was reclaimed by another
 -- worker finds no row here and writes nothing (not reported as applied). A matching token
 -- implies the row is running.
-SELECT event_seq, job_type, unique_key, execution_state, keep_state
+SELECT event_seq, job_type, unique_key, execution_state, keep_state, cancel_requested
 FROM job_executions WHERE id = :id AND claim_token = :claim_token;
 
 -- name: finish_execution
@@ -288,3 +290,27 @@ ORDER BY job_type;
 -- name: recent_job_ids
 -- The newest jobs of one type, any state (job.testing's assertions; a scan, not a hot path).
 SELECT id FROM jobs WHERE job_type = ? ORDER BY created_at DESC, id DESC LIMIT ?;
+
+-- name: cancel_target
+-- Jobs.cancel: the job's live row, if any (under the write lock, so it cannot change).
+SELECT state, cancel_requested IS NOT NULL, event_seq FROM job_executions WHERE id = :id;
+
+-- name: flag_cancel
+-- Record who asked to cancel and why on the live row (once), counting the history event.
+UPDATE job_executions SET cancel_requested = :request, event_seq = event_seq + 1
+WHERE id = :id;
+
+-- name: cancel_doomed
+-- The pending rows carrying a cancel request, to end cancelled (all of them, or one job's).
+SELECT id, event_seq, job_type, unique_key, execution_state, keep_state
+FROM job_executions
+WHERE state = 'pending' AND cancel_requested IS NOT NULL AND (:id IS NULL OR id = :id)
+LIMIT 500;
+
+-- name: drop_execution
+DELETE FROM job_executions WHERE id = :id;
+
+-- name: cancel_requests
+-- Whether this running job was asked to cancel, by whom and why.
+SELECT json_extract(cancel_requested, '$.by'), json_extract(cancel_requested, '$.reason')
+FROM job_executions WHERE id = :id AND cancel_requested IS NOT NULL;
