@@ -3,7 +3,7 @@
 A claim never takes more jobs of a capped type than its free slots; a type at its cap never
 holds up the other types; a freed slot wakes the poller; a cap below 1 is a ConfigError at
 ``add_initializer``; ``None`` (the default) leaves only ``max_jobs_per_process``. See
-docs/design/issue8-api.md.
+docs/queues.md.
 
 Every run is held by the test until released, and counts itself in and out, so "at most two
 at once" is measured inside the runner; the clock is frozen and the backstop poll an hour away,

@@ -3,7 +3,7 @@
 A checkpoint is None before the first write, kept across retries and reschedules, gone once the
 job is terminal, fenced by the run's claim (a zombie run writes nothing), and with
 ``in_transaction=True`` committed or rolled back with the runner's transaction. See
-docs/design/issue8-api.md.
+docs/handles.md.
 
 Runs are driven on a frozen manual clock with ``job.testing.drain``; a retry or reschedule is
 reached by advancing the clock exactly to the job's next due time.

@@ -3,7 +3,7 @@
 A spec whose ``dedup_key`` is held by a live (pending or running) job of the same type creates
 nothing and is reported in ``skipped``; within one call the first spec with a key wins; the key
 is free again once its holder is terminal; it is shared with ``spawn_unique``'s key; of many
-concurrent callers exactly one creates. See docs/design/issue8-api.md.
+concurrent callers exactly one creates. See docs/queues.md.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 from job import Complete, DuplicateJobError, Jobs, JobSpec, JobState, RetrySettings, new_job_id
 from job.spawner import BulkSpawnResult
-from job.testing import wait_for_attempt
+from job.testing import drain, wait_for_attempt
 from tests.fixtures.database import TestDatabase
 from tests.support import Cfg, FnInitializer, complete
 
@@ -345,3 +345,33 @@ async def test_the_first_spec_of_each_key_wins_in_a_large_call(make_jobs, job_da
     )
     assert len(result.skipped) == 300 - len(keyless) - 3
     assert await stored(job_database) == (len(result), len(result))
+
+
+async def test_a_dedup_key_composes_with_a_queue(make_jobs, manual_clock):
+    """Specs with a queue and a key: the held key skips even though the queue is busy, a free
+    key enters the queue behind the running job and runs after it."""
+    clock, _ = manual_clock
+    ran: list[int] = []
+
+    async def run(current):
+        ran.append(current.config.n)
+        return Complete()
+
+    jobs = await make_jobs(clock=clock)
+    spawner = jobs.add_initializer(FnInitializer("dedup_queue", run))
+    first = await spawner.spawn_many([JobSpec(Cfg(n=1), queue_id="q", dedup_key="a")])
+    again = await spawner.spawn_many(
+        [
+            JobSpec(Cfg(n=2), queue_id="q", dedup_key="a"),
+            JobSpec(Cfg(n=3), queue_id="q", dedup_key="b"),
+        ]
+    )
+    assert len(first) == 1
+    assert [j.config.n for j in again] == [3]
+    assert [s.config.n for s in again.skipped] == [2]
+    # Job 3 waits behind job 1 in its queue, and holds its key meanwhile.
+    held = await spawner.spawn_many([JobSpec(Cfg(n=4), dedup_key="b")])
+    assert list(held) == [] and [s.config.n for s in held.skipped] == [4]
+    await jobs.start_poll()
+    await drain(jobs)
+    assert ran == [1, 3]

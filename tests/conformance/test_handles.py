@@ -1,5 +1,5 @@
 """Handles: ``spawner.handle`` / ``spawner.handles`` / ``jobs.handle``, ``load``,
-``await_completion``, ``await_all`` and ``JobOutcome``. See docs/design/issue8-api.md.
+``await_completion``, ``await_all`` and ``JobOutcome``. See docs/handles.md.
 
 Waiting is on the wall clock with a mandatory timeout. Where a test must know that a caller is
 already waiting before the job ends (so that only the wake-up under test can resolve it, not

@@ -213,3 +213,37 @@ async def test_a_resident_job_retries_forever_and_never_completes(make_jobs, man
     assert job.attempt == 1  # the sixth run rescheduled itself: a success
     with pytest.raises(JobTimeoutError):
         await handle.await_completion(timeout=0.2)
+
+
+async def test_with_no_live_generation_the_lookup_is_the_newest(make_jobs, manual_clock):
+    """After two finished generations (and none live) the key's handle is the newer one;
+    a cancelled generation frees the key like a finished one."""
+    clock, _ = manual_clock
+    jobs = await make_jobs(clock=clock)
+    spawner = jobs.add_initializer(Keyed(Runs()))
+    await jobs.start_poll()
+    gen1 = await spawner.spawn("k", Cfg(n=1))
+    await gen1.await_completion(timeout=10)
+    gen2 = await spawner.spawn("k", Cfg(n=2))
+    await gen2.await_completion(timeout=10)
+    assert gen2 != gen1
+    assert await spawner.handle("k") == gen2
+    gen3 = await spawner.spawn("k", Cfg(n=3), at=clock.now() + timedelta(hours=1))
+    await gen3.cancel()
+    assert await spawner.handle("k") == gen3
+    gen4 = await spawner.spawn("k", Cfg(n=4), at=clock.now() + timedelta(hours=1))
+    assert gen4 not in (gen1, gen2, gen3)
+
+
+async def test_without_inherits_state_no_checkpoint_is_kept_for_the_key(
+    make_jobs, job_database, manual_clock
+):
+    clock, _ = manual_clock
+    runs = Runs()
+    jobs = await make_jobs(clock=clock)
+    spawner = jobs.add_initializer(Keyed(runs))
+    await jobs.start_poll()
+    await (await spawner.spawn("k", Cfg(n=1))).await_completion(timeout=10)
+    assert await job_database.count("job_key_states") == 0
+    await (await spawner.spawn("k", Cfg(n=2))).await_completion(timeout=10)
+    assert runs.runs == [(1, 1, None), (2, 1, None)]

@@ -3,7 +3,7 @@
 A queue's next job is its oldest pending job by ``(execute_at, id)``; a later job never
 overtakes an earlier due one; when a queued run ends (any outcome, lost, handed back at
 shutdown) the queue is free at once and the type of its next job is woken, in this process and
-in others. See docs/design/issue8-api.md.
+in others. See docs/queues.md.
 
 The runners below record every run and can hold a run until the test releases it, so "B has
 not started while A runs" is a fact checked after a poll that could have started it

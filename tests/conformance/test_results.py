@@ -3,7 +3,7 @@
 A result is recorded with its run's outcome, whatever that outcome is; the latest value set
 is the job's result (A, B, A leaves A); it survives later failures. A value that cannot be
 JSON is refused by ``set_result``; a value the database cannot store must not lose the job.
-See docs/design/issue8-api.md.
+See docs/handles.md.
 """
 
 from __future__ import annotations
