@@ -266,9 +266,10 @@ class Backend(Protocol):
 
     # -- wake-ups ----------------------------------------------------------------------------
 
-    def announce(self, job_type: str) -> None:
+    def announce(self, job_type: str | None) -> None:
         """A job of ``job_type`` was committed by us: wake other processes' pollers (a hint,
-        best effort, never raises)."""
+        best effort, never raises). ``None``: jobs of any type may be ready (rows handed back
+        by a lost-run reclaim or a shutdown, whose queues' next jobs may be of any type)."""
 
     def announce_terminal(self) -> None:
         """Jobs we wrote reached a terminal state: tell other processes' completion waiters

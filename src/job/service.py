@@ -253,7 +253,7 @@ class Jobs:
             dispatcher=dispatcher,
             clock=self._clock,
             config=cfg.poller_config,
-            on_reclaimed=poller.wake,
+            on_reclaimed=lambda: self._wake_everyone(poller),
         )
         self._poller = poller
         self._dispatcher = dispatcher
@@ -329,10 +329,10 @@ class Jobs:
                     exc_info=True,
                 )
             else:
-                # Handed back due now: wake the other workers (a freed queue's next job among
-                # them) rather than leave the rows to their backstop poll.
-                for job_type in sorted({job_type for _, job_type in released}):
-                    self._backend.announce(job_type)
+                # Handed back due now: wake the other workers (a freed queue's next job, of
+                # any type, among them) rather than leave the rows to their backstop poll.
+                if released:
+                    self._backend.announce(None)
                 for job_id, job_type in released:
                     logger.warning(
                         "job %s (%s) still running after the shutdown timeout: cancelled and"
@@ -542,6 +542,12 @@ class Jobs:
         """A job of ``job_type`` was committed: wake our poller and tell other processes."""
         self._on_ready(job_type)
         self._backend.announce(job_type)
+
+    def _wake_everyone(self, poller: Poller) -> None:
+        """Lost runs were reclaimed (due now, their queues freed): poll here and tell every
+        other process, whose types the reclaimed jobs or their queues' next jobs may be."""
+        poller.wake()
+        self._backend.announce(None)
 
     def _wake_poller(self) -> None:
         if self._poller is not None:

@@ -478,3 +478,27 @@ async def test_spawn_many_with_queue_ids(make_jobs, manual_clock):
     assert sorted(rec.order[:3]) == [1, 3, 4]
     assert rec.order[3:] == [2]
     assert rec.peak == Counter({"q": 1, "r": 1})
+
+
+async def test_a_reclaim_wakes_the_next_job_of_the_freed_queue_in_another_service(
+    make_jobs, job_database
+):
+    """A dead worker's run of X (queue q) blocks Y, the queue's next job, of a type only
+    service B runs; B sleeps for an hour between polls. Service A reclaims the lost run: the
+    queue is free and B must hear of it (a reclaim announces to every process) and run Y
+    within seconds, not at its next poll."""
+    rec = Recorder()
+    a = await make_jobs(max_poll_wait=timedelta(hours=1))
+    x = a.add_initializer(FnInitializer("reclaim_x", rec.run))
+    b = await make_jobs(max_poll_wait=timedelta(hours=1))
+    y = b.add_initializer(FnInitializer("reclaim_y", rec.run))
+    stuck = await x.spawn(Cfg(n=1, note="q"), queue_id="q", delay=timedelta(hours=2))
+    await job_database.make_stale_running(stuck.id, uuid.uuid4(), stalled=timedelta(minutes=5))
+    nxt = await y.spawn(Cfg(n=2, note="q"), queue_id="q")
+    await b.start_poll()
+    await wait_for_poll(b)
+    assert await state_of(b, nxt) is JobState.PENDING  # q is busy with the dead run
+    await a.start_poll()
+    await a.reclaim_lost_jobs()
+    done = await b.await_completion(nxt.id, timeout=5)
+    assert done.state is JobState.COMPLETED

@@ -26,6 +26,7 @@ from job.backends.postgres.connections import ConnectParams, pool_connect_params
 from job.backends.postgres.heartbeat import HeartbeatThread
 from job.backends.postgres.migrate import applied_versions, latest_version, run_migrations
 from job.backends.postgres.notify import (
+    ANY_READY_PAYLOAD,
     TERMINAL_PAYLOAD,
     Notifier,
     cancel_payload,
@@ -193,8 +194,8 @@ class PostgresBackend(Repository):
 
     # -- wake-ups ----------------------------------------------------------------------------
 
-    def announce(self, job_type: str) -> None:
-        self._notifier.publish(ready_payload(job_type))
+    def announce(self, job_type: str | None) -> None:
+        self._notifier.publish(ANY_READY_PAYLOAD if job_type is None else ready_payload(job_type))
 
     def announce_terminal(self) -> None:
         self._notifier.publish(TERMINAL_PAYLOAD)

@@ -902,7 +902,7 @@ class SqliteBackend:
     # In-process wake-ups are the engine's; other processes see our commits through
     # PRAGMA data_version (run_listener), so there is nothing to publish.
 
-    def announce(self, job_type: str) -> None:
+    def announce(self, job_type: str | None) -> None:
         return None
 
     def announce_terminal(self) -> None:
