@@ -231,6 +231,22 @@ class Backend(Protocol):
         """End cancelled (a bounded number of) pending rows carrying a cancel request: runs
         handed back by a lost-run reclaim or a shutdown after the request came."""
 
+    # -- dead letters ------------------------------------------------------------------------
+
+    async def requeue_job(
+        self, job_id: UUID, by: str, now: datetime, states: Sequence[str]
+    ) -> str:
+        """``Jobs.retry``: an ended job whose final state is in ``states`` gets a new live row
+        (pending, attempt 1, due ``now``) after ``requeued`` and ``execution_scheduled``
+        events: ``"requeued"``. Else ``"live"``, ``"key_held"`` (its unique key is held by
+        another live job), its final state (not allowed), or ``"unknown"``."""
+
+    async def list_job_ids(
+        self, state: str | None, job_type: str | None, limit: int
+    ) -> list[UUID]:
+        """Jobs in ``state`` (None: any), of ``job_type`` (None: any): live ones soonest due
+        first, ended ones newest ending first, any newest created first."""
+
     def announce_cancel(self, job_id: UUID) -> None:
         """Tell other processes a running job was asked to cancel (a hint, best effort)."""
 

@@ -20,6 +20,8 @@ type                          data
                               ``CurrentJob.set_result`` (the latest is the result)
 ``cancel_requested``          ``by``, ``reason``: ``Jobs.cancel`` was called (once)
 ``execution_cancelled``       ``attempt``, ``by``, ``reason``: a run ended cancelled
+``requeued``                  ``by``: ``Jobs.retry`` gave an ended job a new run
+                              (followed by ``execution_scheduled`` attempt 1)
 ``job_completed``             ``state``: ``completed``, ``errored`` or ``cancelled``
                               (last, unless the job was requeued after it)
 ============================  ======================================================
@@ -41,6 +43,7 @@ EXECUTION_LOST: Final = "execution_lost"
 EXECUTION_ABORTED: Final = "execution_aborted"
 RESULT_UPDATED: Final = "result_updated"
 CANCEL_REQUESTED: Final = "cancel_requested"
+REQUEUED: Final = "requeued"
 EXECUTION_CANCELLED: Final = "execution_cancelled"
 JOB_COMPLETED: Final = "job_completed"
 
@@ -131,6 +134,10 @@ def cancel_requested(by: str, reason: str) -> dict[str, Any]:
 
 def execution_cancelled(attempt: int, by: str, reason: str) -> Event:
     return _event(EXECUTION_CANCELLED, attempt=attempt, by=by, reason=reason)
+
+
+def requeued(by: str) -> Event:
+    return _event(REQUEUED, by=by)
 
 
 def job_completed(state: str) -> Event:

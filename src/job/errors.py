@@ -166,6 +166,15 @@ class BatchOutcomeMismatchError(JobError):
         self.unknown = unknown
 
 
+class JobStateError(JobError):
+    """The job's state does not allow this operation (``Jobs.retry`` of a live or completed
+    job, or of one whose unique key another live job holds)."""
+
+    def __init__(self, job_id: UUID, message: str) -> None:
+        super().__init__(f"job {job_id}: {message}")
+        self.job_id = job_id
+
+
 class ServiceShutdownError(JobError):
     """The job service shut down while a caller was waiting on it."""
 

@@ -46,12 +46,13 @@ from job.backends import create_backend
 from job.batch import BatchedJobInitializer
 from job.clock import ClockHandle, _Offset
 from job.config import JobSvcConfig
-from job.entity import CancelResult, Job, new_job_id
+from job.entity import CancelResult, Job, JobState, new_job_id
 from job.errors import (
     BackendMismatchError,
     ConfigError,
     DatabaseError,
     JobNotFoundError,
+    JobStateError,
     NotStartedError,
 )
 from job.handles import JobHandle
@@ -68,6 +69,10 @@ if TYPE_CHECKING:
 __all__ = ["Jobs"]
 
 logger = logging.getLogger("job")
+
+#: The ended states Jobs.retry requeues: the dead letters (errored) and cancelled jobs.
+_REQUEUABLE_STATES = (JobState.ERRORED, JobState.CANCELLED)
+_REQUEUABLE = tuple(state.value for state in _REQUEUABLE_STATES)
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -438,8 +443,7 @@ class Jobs:
         nothing changes (``CancelResult.FINISHED``). ``by`` and ``reason`` are recorded in
         the job's history. The retry budget is not touched. Raises ``JobNotFoundError``.
         """
-        if self._state not in ("open", "polling"):
-            raise NotStartedError("cancel() needs an open service")
+        self._require_open()
         by, reason = check_label(by, "by"), check_label(reason, "reason")
         outcome = await self._backend.request_cancel(job_id, by, reason, self._clock.now())
         if outcome == "unknown":
@@ -459,6 +463,78 @@ class Jobs:
             extra={"job_id": str(job_id)},
         )  # fmt: skip
         return result
+
+    async def retry(self, job_id: UUID, *, by: str = "api") -> Job[Any]:
+        """Requeue an ended job that did not complete (``errored``, the dead letters, or
+        ``cancelled``): it becomes pending, due now, as attempt 1, its history kept (a
+        ``requeued`` event, then ``execution_scheduled``); returns its snapshot.
+
+        Raises ``JobNotFoundError``; ``JobStateError`` if it is live, completed, or its unique
+        key (``spawn_unique``, keyed, ``dedup_key``) is held by another live job now.
+        """
+        self._require_open()
+        by = check_label(by, "by")
+        outcome = await self._backend.requeue_job(job_id, by, self._clock.now(), _REQUEUABLE)
+        if outcome == "unknown":
+            raise JobNotFoundError(job_id)
+        if outcome == "live":
+            raise JobStateError(job_id, "it is still pending or running; nothing to retry")
+        if outcome == "key_held":
+            raise JobStateError(
+                job_id, "another live job holds its unique key; retry it once that one ended"
+            )
+        if outcome != "requeued":
+            raise JobStateError(job_id, f"it is {outcome}; only errored or cancelled jobs retry")
+        job = await self.find(job_id)
+        self._announce_ready(job.job_type)
+        return job
+
+    async def retry_all(
+        self,
+        *,
+        job_type: str | None = None,
+        state: JobState = JobState.ERRORED,
+        limit: int = 1000,
+        by: str = "api",
+    ) -> int:
+        """Requeue up to ``limit`` ended jobs in ``state`` (``ERRORED`` or ``CANCELLED``), of
+        ``job_type`` or of every type, newest ending first; returns how many were requeued
+        (a job whose unique key is held now is left as it is)."""
+        if state not in _REQUEUABLE_STATES:
+            raise ValueError(f"retry_all() takes JobState.ERRORED or CANCELLED, got {state!r}")
+        requeued = 0
+        for job_id in await self._list_ids(state, job_type, limit):
+            try:
+                await self.retry(job_id, by=by)
+            except JobStateError:
+                continue  # live again meanwhile, or its key is held
+            requeued += 1
+        return requeued
+
+    async def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        job_type: str | None = None,
+        limit: int = 100,
+    ) -> list[Job[Any]]:
+        """Jobs in ``state`` (any if None), of ``job_type`` (any if None), at most ``limit``:
+        pending and running ones soonest due first, ended ones (the dead letters:
+        ``JobState.ERRORED``) newest ending first, any state newest created first."""
+        ids = await self._list_ids(state, job_type, limit)
+        found = await self._backend.load_jobs(ids)
+        return [found[i] for i in ids if i in found]
+
+    async def _list_ids(
+        self, state: JobState | None, job_type: str | None, limit: int
+    ) -> list[UUID]:
+        self._require_open()
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be an int >= 1, got {limit!r}")
+        if job_type is not None and not isinstance(job_type, str):
+            raise TypeError(f"job_type must be a str or None, got {type(job_type).__name__}")
+        value = None if state is None else JobState(state).value
+        return await self._backend.list_job_ids(value, job_type, limit)
 
     def handle(self, job_id: UUID) -> JobHandle[Any]:
         """A handle on any job by id (config as stored JSON); see ``JobSpawner.handle`` for

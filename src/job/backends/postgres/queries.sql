@@ -500,3 +500,69 @@ SELECT id, job_type FROM gone;
 SELECT id, cancel_requested ->> 'by', cancel_requested ->> 'reason'
 FROM job_executions
 WHERE id = ANY(%(ids)s::uuid[]) AND cancel_requested IS NOT NULL;
+
+-- name: requeue_job
+-- Jobs.retry: give an ended job (errored or cancelled: `states`) a new live row, pending and
+-- due now as attempt 1, after its history (the `requeued` and `execution_scheduled` events).
+-- The jobs row is locked so concurrent requeues of one job take turns; a conflict on the
+-- execution row's keys (it is live again, or its unique key is held by another live job)
+-- inserts nothing. Returns whether it was live, its final state, and whether a row went in.
+WITH target AS MATERIALIZED (
+    SELECT j.id, j.job_type, j.unique_key, j.queue_id,
+           (SELECT max(e.sequence) FROM job_events AS e WHERE e.job_id = j.id) AS last_seq,
+           (SELECT e.event ->> 'state' FROM job_events AS e
+            WHERE e.job_id = j.id AND e.event_type = 'job_completed'
+            ORDER BY e.sequence DESC LIMIT 1) AS final_state,
+           EXISTS (SELECT 1 FROM job_executions AS x WHERE x.id = j.id) AS live
+    FROM jobs AS j
+    WHERE j.id = %(id)s::uuid
+    FOR UPDATE OF j
+), inserted AS (
+    INSERT INTO job_executions (id, job_type, unique_key, queue_id, execute_at, scheduled_at,
+                                event_seq)
+    SELECT id, job_type, unique_key, queue_id, %(now)s::timestamptz, %(now)s::timestamptz,
+           last_seq + 2
+    FROM target
+    WHERE NOT live AND final_state = ANY(%(states)s::text[])
+    ON CONFLICT DO NOTHING
+    RETURNING id, event_seq
+), appended AS (
+    INSERT INTO job_events (job_id, sequence, event_type, event, recorded_at)
+    SELECT i.id, i.event_seq - 2 + ev.ord::int, ev.item ->> 'type', ev.item -> 'data',
+           %(now)s::timestamptz
+    FROM inserted AS i
+    CROSS JOIN LATERAL jsonb_array_elements(%(events)s::jsonb) WITH ORDINALITY AS ev (item, ord)
+)
+SELECT t.live, t.final_state, EXISTS (SELECT 1 FROM inserted) FROM target AS t;
+
+-- name: list_finished_jobs
+-- Ended jobs in one final state (`state`: completed, errored, cancelled), newest ending
+-- first, of one type or all: through idx_job_events_finished. A job requeued since is live
+-- (not listed); one that ended again is listed by its latest ending only.
+SELECT e.job_id
+FROM job_events AS e
+JOIN jobs AS j ON j.id = e.job_id
+WHERE e.event_type = 'job_completed' AND e.event ->> 'state' = %(state)s
+  AND (%(job_type)s::text IS NULL OR j.job_type = %(job_type)s::text)
+  AND NOT EXISTS (SELECT 1 FROM job_executions AS x WHERE x.id = e.job_id)
+  AND NOT EXISTS (
+      SELECT 1 FROM job_events AS later
+      WHERE later.job_id = e.job_id AND later.event_type = 'job_completed'
+        AND later.sequence > e.sequence)
+ORDER BY e.recorded_at DESC, e.job_id DESC
+LIMIT %(limit)s;
+
+-- name: list_live_jobs
+-- Live jobs in one state (pending or running), of one type or all, soonest due first.
+SELECT id FROM job_executions
+WHERE state = %(state)s::job_execution_state
+  AND (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text)
+ORDER BY execute_at, id
+LIMIT %(limit)s;
+
+-- name: list_all_jobs
+-- Jobs in any state, of one type or all, newest first.
+SELECT id FROM jobs
+WHERE (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text)
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;

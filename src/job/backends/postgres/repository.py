@@ -304,6 +304,41 @@ class Repository:
             self._finished_elsewhere()
         return ended
 
+    # -- dead letters ------------------------------------------------------------------------
+
+    async def requeue_job(
+        self, job_id: UUID, by: str, now: datetime, states: Sequence[str]
+    ) -> str:
+        events = [ev.requeued(by), ev.scheduled(1, now)]
+        params = {"id": job_id, "now": now, "states": list(states), "events": json.dumps(events)}
+        async with self._conn(None) as c:
+            row = await (await c.execute(q.REQUEUE_JOB, params)).fetchone()
+            if row is None:
+                return "unknown"
+            live, final_state, inserted = row
+            if inserted:
+                return "requeued"
+            if live:
+                return "live"
+            if final_state not in states:
+                return str(final_state)
+            # Nothing went in although it had ended: live again meanwhile, or its key is held.
+            cur = await c.execute(q.LIVE_JOB_IDS, {"ids": [job_id]})
+            return "live" if await cur.fetchone() is not None else "key_held"
+
+    async def list_job_ids(
+        self, state: str | None, job_type: str | None, limit: int
+    ) -> list[UUID]:
+        params = {"state": state, "job_type": job_type, "limit": limit}
+        if state is None:
+            sql = q.LIST_ALL_JOBS
+        elif state in ("pending", "running"):
+            sql = q.LIST_LIVE_JOBS
+        else:
+            sql = q.LIST_FINISHED_JOBS
+        async with self._conn(None) as c:
+            return [r[0] for r in await (await c.execute(sql, params)).fetchall()]
+
     def _finished_elsewhere(self) -> None:
         """Jobs reached a terminal state without the engine writing it (a cancel request):
         the backend tells completion waiters (PostgresBackend announces it)."""

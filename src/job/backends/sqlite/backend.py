@@ -359,6 +359,51 @@ def _finalize_cancelled(db: sqlite3.Connection, job_id: str | None, now_us: int)
     return ended
 
 
+def _requeue(
+    db: sqlite3.Connection, job_id: str, by: str, now_us: int, states: Sequence[str]
+) -> str:
+    row = db.execute(q.REQUEUE_TARGET, {"id": job_id}).fetchone()
+    if row is None:
+        return "unknown"
+    job_type, unique_key, queue_id, last_seq, final_state, live = row
+    if live:
+        return "live"
+    if final_state not in states:
+        return str(final_state)
+    if unique_key is not None:
+        key = {"job_type": job_type, "unique_key": unique_key}
+        if db.execute(q.KEY_HOLDER, key).fetchone() is not None:
+            return "key_held"
+    now = _time(now_us)
+    assert now is not None
+    db.execute(
+        q.REQUEUE_EXECUTION,
+        {
+            "id": job_id,
+            "job_type": job_type,
+            "unique_key": unique_key,
+            "queue_id": queue_id,
+            "now": now_us,
+            "event_seq": last_seq + 2,
+        },
+    )
+    _append_events(db, job_id, last_seq, [ev.requeued(by), ev.scheduled(1, now)], now_us)
+    return "requeued"
+
+
+def _list_job_ids(
+    db: sqlite3.Connection, state: str | None, job_type: str | None, limit: int
+) -> list[UUID]:
+    if state is None:
+        sql = q.LIST_ALL_JOBS
+    elif state in ("pending", "running"):
+        sql = q.LIST_LIVE_JOBS
+    else:
+        sql = q.LIST_FINISHED_JOBS
+    rows = db.execute(sql, {"state": state, "job_type": job_type, "limit": limit}).fetchall()
+    return [UUID(r[0]) for r in rows]
+
+
 def _cancel_requests(db: sqlite3.Connection, ids: Sequence[UUID]) -> dict[UUID, tuple[str, str]]:
     found = {}
     for job_id in ids:
@@ -834,6 +879,19 @@ class SqliteBackend:
     async def finalize_cancelled(self, now: datetime) -> list[UUID]:
         now_us = _us(now)
         return await self._write(None, lambda db: _finalize_cancelled(db, None, now_us))
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    async def requeue_job(
+        self, job_id: UUID, by: str, now: datetime, states: Sequence[str]
+    ) -> str:
+        wanted, now_us = list(states), _us(now)
+        return await self._write(None, lambda db: _requeue(db, str(job_id), by, now_us, wanted))
+
+    async def list_job_ids(
+        self, state: str | None, job_type: str | None, limit: int
+    ) -> list[UUID]:
+        return await self._read(None, lambda db: _list_job_ids(db, state, job_type, limit))
 
     def announce_cancel(self, job_id: UUID) -> None:
         """Nothing to send: other processes see the flag through data_version (listener)."""

@@ -314,3 +314,53 @@ DELETE FROM job_executions WHERE id = :id;
 -- Whether this running job was asked to cancel, by whom and why.
 SELECT json_extract(cancel_requested, '$.by'), json_extract(cancel_requested, '$.reason')
 FROM job_executions WHERE id = :id AND cancel_requested IS NOT NULL;
+
+-- name: requeue_target
+-- Jobs.retry: an ended job's identity, its last event and its final state (the latest
+-- job_completed event), and whether it is live; under the write lock.
+SELECT j.job_type, j.unique_key, j.queue_id,
+       (SELECT max(e.sequence) FROM job_events AS e WHERE e.job_id = j.id),
+       (SELECT json_extract(e.event, '$.state') FROM job_events AS e
+        WHERE e.job_id = j.id AND e.event_type = 'job_completed'
+        ORDER BY e.sequence DESC LIMIT 1),
+       EXISTS (SELECT 1 FROM job_executions AS x WHERE x.id = j.id)
+FROM jobs AS j WHERE j.id = :id;
+
+-- name: key_holder
+-- A live job of this type holding this unique key, if any.
+SELECT id FROM job_executions WHERE job_type = :job_type AND unique_key = :unique_key;
+
+-- name: requeue_execution
+-- The ended job's new live row: pending, attempt 1, due now; event_seq after the two events
+-- the requeue appends.
+INSERT INTO job_executions (id, job_type, unique_key, queue_id, execute_at, scheduled_at,
+                            event_seq)
+VALUES (:id, :job_type, :unique_key, :queue_id, :now, :now, :event_seq);
+
+-- name: list_finished_jobs
+-- Ended jobs in one final state, newest ending first (idx_job_events_finished); a requeued
+-- job (live again) is not listed, one that ended again only by its latest ending.
+SELECT e.job_id
+FROM job_events AS e
+JOIN jobs AS j ON j.id = e.job_id
+WHERE e.event_type = 'job_completed' AND json_extract(e.event, '$.state') = :state
+  AND (:job_type IS NULL OR j.job_type = :job_type)
+  AND NOT EXISTS (SELECT 1 FROM job_executions AS x WHERE x.id = e.job_id)
+  AND NOT EXISTS (
+      SELECT 1 FROM job_events AS later
+      WHERE later.job_id = e.job_id AND later.event_type = 'job_completed'
+        AND later.sequence > e.sequence)
+ORDER BY e.recorded_at DESC, e.job_id DESC
+LIMIT :limit;
+
+-- name: list_live_jobs
+SELECT id FROM job_executions
+WHERE state = :state AND (:job_type IS NULL OR job_type = :job_type)
+ORDER BY execute_at, id
+LIMIT :limit;
+
+-- name: list_all_jobs
+SELECT id FROM jobs
+WHERE (:job_type IS NULL OR job_type = :job_type)
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
