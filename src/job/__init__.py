@@ -14,6 +14,7 @@ from job.batch import (
 )
 from job.clock import ClockController, ClockHandle
 from job.config import JobPollerConfig, JobSvcConfig
+from job.cron import MissedTicks
 from job.current import CurrentJob
 from job.entity import CancelResult, Job, JobEvent, JobId, JobState, new_job_id
 from job.errors import (
@@ -30,6 +31,7 @@ from job.errors import (
     JobTimeoutError,
     MigrationError,
     NotStartedError,
+    RateLimitedError,
     RegistryClosedError,
     RunTimeoutError,
     ScheduleError,
@@ -107,8 +109,10 @@ __all__ = [
     "KeyedJobInitializer",
     "KeyedJobSpawner",
     "MigrationError",
+    "MissedTicks",
     "NotStartedError",
     "ProbeBudget",
+    "RateLimitedError",
     "RegistryClosedError",
     "RescheduleAt",
     "RescheduleIn",

@@ -247,6 +247,47 @@ class Backend(Protocol):
         """Jobs in ``state`` (None: any), of ``job_type`` (None: any): live ones soonest due
         first, ended ones newest ending first, any newest created first."""
 
+    # -- leadership and retention ----------------------------------------------------------
+
+    async def acquire_lease(self, name: str, holder: UUID, ttl: timedelta) -> bool:
+        """Take or renew lease ``name`` for ``ttl`` (the database's clock): True if
+        ``holder`` holds it now (it held it, or the previous holder's lease expired)."""
+
+    async def release_lease(self, name: str, holder: UUID) -> None:
+        """Give lease ``name`` up if ``holder`` holds it (another instance may take it)."""
+
+    async def lease_holder(self, name: str) -> UUID | None:
+        """Who holds lease ``name`` now (None: nobody, or it expired)."""
+
+    async def prune_finished(self, state: str, before: datetime, limit: int) -> int:
+        """Delete (jobs row and history) up to ``limit`` jobs that ended in ``state`` before
+        ``before`` (application clock) and were not requeued since; how many."""
+
+    # -- cron --------------------------------------------------------------------------------
+
+    async def lock_schedule(self, name: str, conn: object) -> tuple[str, datetime] | None:
+        """In the fire's transaction ``conn``: the schedule's (spec, next_fire_at), locked
+        until the transaction ends; None if it was never seeded."""
+
+    async def save_schedule(
+        self, name: str, spec: str, next_fire_at: datetime, conn: object
+    ) -> None:
+        """In ``conn``: store (insert or update) the schedule's spec and next tick."""
+
+    # -- rate limits -------------------------------------------------------------------------
+
+    async def ensure_rate_limit(
+        self, scope: str, capacity: float, per_second: float, now: datetime
+    ) -> None:
+        """Create scope's bucket full, or set its capacity and rate (tokens kept, capped)."""
+
+    async def take_tokens(self, scope: str, n: float, now: datetime) -> float | None:
+        """Take ``n`` tokens if the bucket, refilled up to ``now``, has them: 0.0. Else the
+        seconds until it will (nothing taken); None for an unknown scope."""
+
+    async def drain_rate_limit(self, scope: str, until: datetime) -> bool:
+        """No tokens for anyone until ``until``; False for an unknown scope."""
+
     def announce_cancel(self, job_id: UUID) -> None:
         """Tell other processes a running job was asked to cancel (a hint, best effort)."""
 

@@ -32,7 +32,7 @@ from job._transitions import Failure
 from job.batch import BatchedJobInitializer, CurrentBatch
 from job.clock import ClockHandle
 from job.current import _UNSET, CurrentJob, _TransactionSlot
-from job.errors import RunTimeoutError, ScheduleError
+from job.errors import RateLimitedError, RunTimeoutError, ScheduleError
 from job.outcome import (
     OUTCOME_TYPES,
     Cancel,
@@ -335,6 +335,9 @@ class Dispatcher:
                 config = initializer.config_type.model_validate_json(row.config_json)
                 runner = initializer.init(config)
                 current = self._current_job(row, config)
+                scope = initializer.rate_limit_scope()
+                if scope is not None:
+                    await current.rate_limit(scope)
                 try:
                     outcome = await _run_with_timeout(runner, current, initializer.timeout())
                 finally:
@@ -352,6 +355,12 @@ class Dispatcher:
                 elif isinstance(exc, asyncio.CancelledError) and _is_service_cancellation():
                     raise
                 release_slot()
+                if isinstance(exc, RateLimitedError) and self.cancels.get(row.id) is None:
+                    span.set_attribute("conclusion", "RateLimited")
+                    await self._write_failure(
+                        row, transitions.rate_limited(row, exc.scope, exc.retry_at)
+                    )
+                    return
                 failure = Failure.from_exception(exc)
                 tel.record_error(span, exc, level="ERROR" if failure.panicked else "WARN")
                 span.set_attribute("conclusion", "Error")

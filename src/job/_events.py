@@ -20,6 +20,8 @@ type                          data
                               ``CurrentJob.set_result`` (the latest is the result)
 ``cancel_requested``          ``by``, ``reason``: ``Jobs.cancel`` was called (once)
 ``execution_cancelled``       ``attempt``, ``by``, ``reason``: a run ended cancelled
+``execution_rate_limited``    ``attempt``, ``scope``: the run stopped for a rate limit
+                              (followed by ``execution_scheduled``, same attempt)
 ``requeued``                  ``by``: ``Jobs.retry`` gave an ended job a new run
                               (followed by ``execution_scheduled`` attempt 1)
 ``job_completed``             ``state``: ``completed``, ``errored`` or ``cancelled``
@@ -44,6 +46,7 @@ EXECUTION_ABORTED: Final = "execution_aborted"
 RESULT_UPDATED: Final = "result_updated"
 CANCEL_REQUESTED: Final = "cancel_requested"
 REQUEUED: Final = "requeued"
+EXECUTION_RATE_LIMITED: Final = "execution_rate_limited"
 EXECUTION_CANCELLED: Final = "execution_cancelled"
 JOB_COMPLETED: Final = "job_completed"
 
@@ -60,6 +63,7 @@ RUN_ENDINGS: Final = frozenset(
         EXECUTION_LOST,
         EXECUTION_ABORTED,
         EXECUTION_CANCELLED,
+        EXECUTION_RATE_LIMITED,
     }
 )
 
@@ -134,6 +138,10 @@ def cancel_requested(by: str, reason: str) -> dict[str, Any]:
 
 def execution_cancelled(attempt: int, by: str, reason: str) -> Event:
     return _event(EXECUTION_CANCELLED, attempt=attempt, by=by, reason=reason)
+
+
+def rate_limited(attempt: int, scope: str) -> Event:
+    return _event(EXECUTION_RATE_LIMITED, attempt=attempt, scope=scope)
 
 
 def requeued(by: str) -> Event:

@@ -78,6 +78,10 @@ class Registry:
     def close(self) -> None:
         self._closed = True
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def get(self, job_type: str) -> BaseInitializer[Any] | None:
         return self._initializers.get(job_type)
 

@@ -26,6 +26,7 @@ __all__ = [
     "completed",
     "discarded",
     "failed",
+    "rate_limited",
     "reschedule_time",
     "rescheduled",
     "unreadable_schedule",
@@ -182,6 +183,20 @@ def cancelled(row: ClaimedRow, by: str, reason: str) -> OutcomeWrite:
     by, reason = storable_text(by, limit=200), storable_text(reason)
     return _terminal(
         row, [ev.execution_cancelled(row.attempt, by, reason), ev.job_completed("cancelled")]
+    )
+
+
+def rate_limited(row: ClaimedRow, scope: str, at: datetime) -> OutcomeWrite:
+    """The run met an exhausted rate limit: back to pending at ``at`` with the same attempt
+    (waiting for tokens is not a failure and not a success)."""
+    return OutcomeWrite(
+        row.id,
+        row.claim_token,
+        terminal=False,
+        execute_at=at,
+        attempt=row.attempt,
+        events=[ev.rate_limited(row.attempt, scope), ev.scheduled(row.attempt, at)],
+        queue_id=row.queue_id,
     )
 
 

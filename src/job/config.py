@@ -71,6 +71,47 @@ class JobPollerConfig(BaseModel):
             " pending jobs whose cancel request raced their last run."
         ),
     )
+    leader_lease: timedelta = Field(
+        default=timedelta(seconds=15),
+        ge=timedelta(seconds=1),
+        description=(
+            "Length of the leader lease (the database's clock): one polling worker at a time"
+            " holds it and runs the retention sweep; it renews every third of this, and"
+            " another worker takes over at most this long after the leader died (at once"
+            " after a clean shutdown)."
+        ),
+    )
+    prune_interval: timedelta = Field(
+        default=timedelta(minutes=1),
+        gt=timedelta(0),
+        description="How often (wall clock) the leader runs the retention sweep.",
+    )
+    keep_completed: timedelta | None = Field(
+        default=timedelta(days=1),
+        ge=timedelta(0),
+        description=(
+            "Completed jobs (row and history) are deleted this long after they ended"
+            " (application clock); None keeps them forever."
+        ),
+    )
+    keep_errored: timedelta | None = Field(
+        default=timedelta(days=7),
+        ge=timedelta(0),
+        description="The same for errored jobs (the dead letters); None keeps them forever.",
+    )
+    keep_cancelled: timedelta | None = Field(
+        default=timedelta(days=7),
+        ge=timedelta(0),
+        description="The same for cancelled jobs; None keeps them forever.",
+    )
+    prune_batch_size: int = Field(
+        default=1000,
+        ge=1,
+        description=(
+            "The retention sweep deletes at most this many jobs per statement (it goes on"
+            " until none is left), so one sweep never holds long locks."
+        ),
+    )
     max_poll_wait: timedelta = Field(
         default=timedelta(seconds=60),
         gt=timedelta(0),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
 
@@ -11,6 +11,7 @@ import anyio
 import pydantic
 from pydantic import BaseModel
 
+from job._ratelimit import drain_rate_limit, take_rate_limit
 from job.errors import BackendMismatchError, JobConfigError, JobReclaimedError
 
 if TYPE_CHECKING:
@@ -156,6 +157,22 @@ class CurrentJob(Generic[C]):
             await anyio.sleep_forever()
         else:
             await self._cancels.wait(self._id)
+
+    # -- rate limits --------------------------------------------------------------------------
+
+    async def rate_limit(
+        self, scope: str, *, tokens: float = 1, max_wait: timedelta = timedelta(seconds=5)
+    ) -> None:
+        """Take ``tokens`` from the cluster-wide bucket ``scope`` (``Jobs.add_rate_limit``),
+        waiting (application clock) up to ``max_wait`` for them. If they will not be there
+        in time, raises ``RateLimitedError``: let it propagate and the job is rescheduled for
+        then, without spending an attempt. ``ConfigError`` for an unknown scope."""
+        await take_rate_limit(self._backend, self._clock, scope, tokens, max_wait)
+
+    async def drain_rate_limit(self, scope: str, *, retry_after: timedelta) -> None:
+        """The upstream behind ``scope`` said "too many requests" (HTTP 429): no worker
+        gets a token of it for ``retry_after``."""
+        await drain_rate_limit(self._backend, self._clock, scope, retry_after)
 
     # -- checkpoints and results --------------------------------------------------------------
 

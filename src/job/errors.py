@@ -24,7 +24,7 @@ construction, with one line per problem.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 __all__ = [
@@ -164,6 +164,17 @@ class BatchOutcomeMismatchError(JobError):
         )
         self.missing = missing
         self.unknown = unknown
+
+
+class RateLimitedError(JobError):
+    """A rate-limit scope has no tokens for longer than the run may wait. Raised by
+    ``CurrentJob.rate_limit``; a runner that lets it propagate has its job rescheduled for
+    when the tokens will be there, without spending an attempt."""
+
+    def __init__(self, scope: str, retry_at: datetime) -> None:
+        super().__init__(f"rate limit {scope!r}: no tokens until {retry_at.isoformat()}")
+        self.scope = scope
+        self.retry_at = retry_at
 
 
 class JobStateError(JobError):

@@ -91,6 +91,12 @@ class BaseInitializer(ABC, Generic[C]):
         than its free slots, and a type at its cap never holds up the other types."""
         return None
 
+    def rate_limit_scope(self) -> str | None:
+        """A rate-limit scope (``Jobs.add_rate_limit``) every run of this type takes one token
+        of before it starts (default ``None``). When the bucket is empty for longer than a few
+        seconds, the job is rescheduled for when it has tokens, without spending an attempt."""
+        return None
+
     def timeout(self) -> timedelta | None:
         """Longest one run of this type may take (wall clock); default ``None``, no limit.
 

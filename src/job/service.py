@@ -22,6 +22,7 @@ import contextvars
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 from uuid import UUID
@@ -37,15 +38,20 @@ from job._backend import Backend
 from job._cancel import CancelWatcher
 from job._dbclock import DatabaseClockSync
 from job._dispatcher import Dispatcher
+from job._leader import LEASE_NAME, Leadership
 from job._maintenance import Maintenance
 from job._outcomes import OutcomeWriter
 from job._poller import Poller
+from job._ratelimit import check_scope, drain_rate_limit
 from job._registry import Registry
+from job._retention import Pruner
+from job._scheduler import Registration, Scheduler
 from job._waiters import CompletionWaiters
 from job.backends import create_backend
 from job.batch import BatchedJobInitializer
 from job.clock import ClockHandle, _Offset
 from job.config import JobSvcConfig
+from job.cron import MissedTicks, Schedule, check_name
 from job.entity import CancelResult, Job, JobState, new_job_id
 from job.errors import (
     BackendMismatchError,
@@ -54,6 +60,7 @@ from job.errors import (
     JobNotFoundError,
     JobStateError,
     NotStartedError,
+    RegistryClosedError,
 )
 from job.handles import JobHandle
 from job.limits import check_label
@@ -114,6 +121,9 @@ class Jobs:
         self._supervisor: asyncio.Task[None] | None = None
         self._maintenance: Maintenance | None = None
         self._cancel_watcher: CancelWatcher | None = None
+        self._leadership: Leadership | None = None
+        self._scheduler = Scheduler(backend=self._backend, clock=self._clock)
+        self._pruner: Pruner | None = None
         self._dispatcher: Dispatcher | None = None
         self._tg: TaskGroup | None = None
         # The backend's listener runs from start_poll(), or from the first await of a
@@ -217,6 +227,63 @@ class Jobs:
             return KeyedJobSpawner(spawner, bool(initializer.inherits_state()))
         return spawner
 
+    def add_schedule(
+        self,
+        spawner: JobSpawner[C],
+        cron: str,
+        config: C,
+        *,
+        name: str | None = None,
+        timezone: str = "UTC",
+        missed: MissedTicks = "skip",
+    ) -> None:
+        """Spawn a job of ``spawner``'s type with ``config`` at every tick of ``cron`` (five
+        fields, six with leading seconds, or ``@hourly``-style names) in the IANA zone
+        ``timezone``. Fired by the leader, exactly once per tick across all workers; ticks
+        missed while no worker ran: ``"skip"`` (one job, for the latest) or ``"catch_up"``
+        (one per tick, at most 100). See docs/cron.md. Call before :meth:`start_poll`;
+        ``ConfigError`` for a bad expression, zone, name, or a config of another type."""
+        if self._registry.closed:
+            raise RegistryClosedError("add_schedule() must be called before start_poll()")
+        schedule = Schedule(cron, timezone)
+        key = check_name(spawner.job_type if name is None else name)
+        if not isinstance(config, spawner.config_type):
+            raise ConfigError(
+                f"schedule {key!r}: config must be a {spawner.config_type.__name__},"
+                f" got {type(config).__name__}"
+            )
+        if missed not in ("skip", "catch_up"):
+            raise ConfigError(f"missed must be 'skip' or 'catch_up', got {missed!r}")
+        if key in self._scheduler.registrations:
+            raise ConfigError(f"a schedule named {key!r} is already registered")
+        self._scheduler.registrations[key] = Registration(key, schedule, spawner, config, missed)
+
+    async def add_rate_limit(self, scope: str, *, limit: int, per: timedelta) -> None:
+        """Create (or update) the cluster-wide token bucket ``scope``: at most ``limit``
+        tokens, refilled at ``limit`` per ``per`` (``add_rate_limit("smtp", limit=100,
+        per=timedelta(minutes=1))``). Stored in the database: every worker shares it. The code
+        owns the limit and rate; the tokens left are the database's. See docs/rate-limits.md."""
+        self._require_open()
+        check_scope(scope)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigError(f"rate limit {scope!r}: limit must be an int >= 1, got {limit!r}")
+        if not isinstance(per, timedelta) or per <= timedelta(0):
+            raise ConfigError(f"rate limit {scope!r}: per must be a positive timedelta")
+        rate = limit / per.total_seconds()
+        await self._backend.ensure_rate_limit(scope, float(limit), rate, self._clock.now())
+
+    async def drain_rate_limit(self, scope: str, *, retry_after: timedelta) -> None:
+        """No worker gets a token of ``scope`` for ``retry_after`` (an upstream answered
+        429). ``ConfigError`` for an unknown scope."""
+        self._require_open()
+        await drain_rate_limit(self._backend, self._clock, scope, retry_after)
+
+    async def run_schedules_once(self) -> None:
+        """Fire every due schedule now, leader or not (the leader does it at each tick;
+        a tick still spawns exactly one job)."""
+        self._require_open()
+        await self._scheduler.fire_due()
+
     async def start_poll(self) -> None:
         """Start running jobs of the registered types (poller, listener, liveness)."""
         tg, backend, writer, waiters = self._tg, self._backend, self._writer, self._waiters
@@ -260,10 +327,16 @@ class Jobs:
             config=cfg.poller_config,
             on_reclaimed=lambda: self._wake_everyone(poller),
         )
+        leadership = Leadership(
+            backend=backend, holder=self._instance_id, lease=cfg.poller_config.leader_lease
+        )
+        pruner = Pruner(backend=backend, clock=self._clock, config=cfg.poller_config)
         self._poller = poller
         self._dispatcher = dispatcher
         self._maintenance = maintenance
         self._cancel_watcher = cancel_watcher
+        self._leadership = leadership
+        self._pruner = pruner
         # Background loops are roots of their own traces: detach from whatever span the caller
         # of start_poll() has open, or every poll would become its child.
         token = otel_context.attach(otel_context.Context())
@@ -279,6 +352,15 @@ class Jobs:
             tg.start_soon(maintenance.run_lost_reclaim, name="job-lost-reclaim")
             tg.start_soon(maintenance.run_stale_check, name="job-stale-check")
             tg.start_soon(cancel_watcher.run, name="job-cancel-watcher")
+            tg.start_soon(leadership.run, name="job-leader-lease")
+            tg.start_soon(self._scheduler.run, leadership, name="job-cron")
+            tg.start_soon(
+                leadership.run_while_leader,
+                pruner.prune_once,
+                cfg.poller_config.prune_interval.total_seconds(),
+                "retention sweep",
+                name="job-retention",
+            )
         finally:
             otel_context.detach(token)
         self._state = "polling"
@@ -324,6 +406,8 @@ class Jobs:
             await self._poller.stopped.wait()
         self._shutdown_requested.set()
         await self._writer.drain()
+        if self._leadership is not None:
+            await self._leadership.release()  # another worker takes over at once
         if was_polling:
             try:
                 released = await self._backend.release_running(self._clock.now(), "shutdown")
@@ -535,6 +619,23 @@ class Jobs:
             raise TypeError(f"job_type must be a str or None, got {type(job_type).__name__}")
         value = None if state is None else JobState(state).value
         return await self._backend.list_job_ids(value, job_type, limit)
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this (polling) service holds the leader lease and so runs the
+        cluster-wide maintenance: the retention sweep (see docs/retention.md)."""
+        return self._leadership is not None and self._leadership.is_leader
+
+    async def leader(self) -> UUID | None:
+        """The instance id of the service holding the leader lease now (None: nobody)."""
+        return await self._repository().lease_holder(LEASE_NAME)
+
+    async def prune_once(self) -> int:
+        """Run the retention sweep now, leader or not (it also runs every ``prune_interval``
+        on the leader); returns how many ended jobs it deleted."""
+        if self._pruner is None:
+            raise NotStartedError("the poller is not running")
+        return await self._pruner.prune_once()
 
     def handle(self, job_id: UUID) -> JobHandle[Any]:
         """A handle on any job by id (config as stored JSON); see ``JobSpawner.handle`` for

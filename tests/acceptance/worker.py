@@ -120,6 +120,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-jobs", type=int, default=50)
     p.add_argument("--min-jobs", type=int, default=30)
     p.add_argument("--max-poll-wait", type=float, default=60.0)
+    p.add_argument("--leader-lease", type=float, default=15.0)
     return p.parse_args(argv)
 
 
@@ -143,6 +144,7 @@ async def _main(args: argparse.Namespace) -> int:
             max_jobs_per_process=args.max_jobs,
             min_jobs_per_process=args.min_jobs,
             max_poll_wait=timedelta(seconds=args.max_poll_wait),
+            leader_lease=timedelta(seconds=args.leader_lease),
         ),
     )
     jobs = await Jobs.init(config)

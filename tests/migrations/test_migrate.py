@@ -52,6 +52,14 @@ RELEASED: dict[int, tuple[str, str]] = {
         "0003_cancel_and_dead_letters.sql",
         "c867d87c4ddb617f5c759d09f3356935271482130c7191a519d8b81775b08442",
     ),
+    4: (
+        "0004_leases_schedules.sql",
+        "35ab5274709e6368b0b3e0c373c67aaffa9fa0b05473bacc54ba8ee3b01a7f82",
+    ),
+    5: (
+        "0005_rate_limits.sql",
+        "35e6a0aec6b871f2d782cc283a594a6dc7ea6c218317335df77ab228cb9480a9",
+    ),
 }
 
 MIGRATION_FILE = re.compile(r"^\d{4}_\w+\.sql$")
@@ -330,6 +338,19 @@ EXPECTED_COLUMNS = {
     ("job_key_states", "unique_key", "text", "NO", None),
     # 0003: cancellation
     ("job_executions", "cancel_requested", "jsonb", "YES", None),
+    # 0004: leases
+    ("job_leases", "name", "text", "NO", None),
+    ("job_leases", "holder", "uuid", "NO", None),
+    ("job_leases", "expires_at", "timestamptz", "NO", None),
+    ("job_schedules", "name", "text", "NO", None),
+    ("job_schedules", "spec", "text", "NO", None),
+    ("job_schedules", "next_fire_at", "timestamptz", "NO", None),
+    # 0005: rate limits
+    ("job_rate_limits", "scope", "text", "NO", None),
+    ("job_rate_limits", "capacity", "float8", "NO", None),
+    ("job_rate_limits", "refill_per_sec", "float8", "NO", None),
+    ("job_rate_limits", "tokens", "float8", "NO", None),
+    ("job_rate_limits", "updated_at", "timestamptz", "NO", None),
     ("job_queues", "queue_id", "text", "NO", None),
     ("job_queues", "running_id", "uuid", "YES", None),
     ("jobs", "queue_id", "text", "YES", None),
@@ -375,6 +396,22 @@ EXPECTED_INDEXES = {
         " USING btree (version)",
     ),
     ("jobs", "jobs_pkey", "CREATE UNIQUE INDEX jobs_pkey ON public.jobs USING btree (id)"),
+    # 0004
+    (
+        "job_leases",
+        "job_leases_pkey",
+        "CREATE UNIQUE INDEX job_leases_pkey ON public.job_leases USING btree (name)",
+    ),
+    (
+        "job_rate_limits",
+        "job_rate_limits_pkey",
+        "CREATE UNIQUE INDEX job_rate_limits_pkey ON public.job_rate_limits USING btree (scope)",
+    ),
+    (
+        "job_schedules",
+        "job_schedules_pkey",
+        "CREATE UNIQUE INDEX job_schedules_pkey ON public.job_schedules USING btree (name)",
+    ),
     # 0003
     (
         "job_events",
@@ -425,6 +462,9 @@ EXPECTED_CONSTRAINTS = {
     ("jobs", "jobs_pkey", "PRIMARY KEY (id)"),
     ("job_key_states", "job_key_states_pkey", "PRIMARY KEY (job_type, unique_key)"),
     ("job_queues", "job_queues_pkey", "PRIMARY KEY (queue_id)"),
+    ("job_leases", "job_leases_pkey", "PRIMARY KEY (name)"),
+    ("job_schedules", "job_schedules_pkey", "PRIMARY KEY (name)"),
+    ("job_rate_limits", "job_rate_limits_pkey", "PRIMARY KEY (scope)"),
 }
 
 EXPECTED_ENUMS = {"job_execution_state": ["pending", "running"]}
@@ -484,6 +524,14 @@ RELEASED_SQLITE: dict[int, tuple[str, str]] = {
     3: (
         "0003_cancel_and_dead_letters.sql",
         "fca19cc75f039692b12d83ae309bab1d44233400d6a26456d41c65064b2f20f9",
+    ),
+    4: (
+        "0004_leases_schedules.sql",
+        "9b4843d0bbbfb87df6319c73bf861d4571d15263cb7297e5c68a39dcdb595e3b",
+    ),
+    5: (
+        "0005_rate_limits.sql",
+        "e33460a7d752cd38d2fe0f3e11c352e66136b0da1f6971df0bca73c7e8da2eca",
     ),
 }
 

@@ -566,3 +566,92 @@ SELECT id FROM jobs
 WHERE (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text)
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
+
+-- name: acquire_lease
+-- Take or renew a leader lease: succeeds (returns a row) for its holder, or for anyone once
+-- it has expired; times on the database's clock.
+INSERT INTO job_leases AS l (name, holder, expires_at)
+VALUES (%(name)s, %(holder)s::uuid, clock_timestamp() + %(ttl)s::interval)
+ON CONFLICT (name) DO UPDATE
+SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE l.holder = excluded.holder OR l.expires_at < clock_timestamp()
+RETURNING holder;
+
+-- name: release_lease
+DELETE FROM job_leases WHERE name = %(name)s AND holder = %(holder)s::uuid;
+
+-- name: lease_holder
+SELECT holder FROM job_leases WHERE name = %(name)s AND expires_at >= clock_timestamp();
+
+-- name: prune_finished
+-- Retention: delete (history and jobs row) up to `limit` jobs that ended in `state` before
+-- `before` (application clock) and were not requeued since, oldest first. Rows a requeue
+-- holds are skipped.
+WITH doomed AS MATERIALIZED (
+    SELECT e.job_id AS id
+    FROM job_events AS e
+    WHERE e.event_type = 'job_completed' AND e.event ->> 'state' = %(state)s
+      AND e.recorded_at < %(before)s::timestamptz
+      AND NOT EXISTS (SELECT 1 FROM job_executions AS x WHERE x.id = e.job_id)
+      AND NOT EXISTS (
+          SELECT 1 FROM job_events AS later
+          WHERE later.job_id = e.job_id AND later.event_type = 'job_completed'
+            AND later.sequence > e.sequence)
+    ORDER BY e.recorded_at
+    LIMIT %(limit)s
+), locked AS MATERIALIZED (
+    SELECT j.id FROM jobs AS j JOIN doomed AS d ON d.id = j.id
+    ORDER BY j.id
+    FOR UPDATE OF j SKIP LOCKED
+), events_gone AS (
+    DELETE FROM job_events AS e USING locked AS l WHERE e.job_id = l.id
+)
+DELETE FROM jobs AS j USING locked AS l WHERE j.id = l.id;
+
+-- name: lock_schedule
+-- A cron fire: the schedule's row, locked until the fire's transaction ends (a concurrent
+-- firer waits, then finds next_fire_at already moved on).
+SELECT spec, next_fire_at FROM job_schedules WHERE name = %(name)s FOR UPDATE;
+
+-- name: save_schedule
+INSERT INTO job_schedules (name, spec, next_fire_at)
+VALUES (%(name)s, %(spec)s, %(next_fire_at)s::timestamptz)
+ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, next_fire_at = excluded.next_fire_at;
+
+-- name: ensure_rate_limit
+-- Jobs.add_rate_limit: create the bucket full, or take the code's capacity and rate for an
+-- existing one (its tokens kept, cut to the new capacity).
+INSERT INTO job_rate_limits AS r (scope, capacity, refill_per_sec, tokens, updated_at)
+VALUES (%(scope)s, %(capacity)s, %(rate)s, %(capacity)s, %(now)s::timestamptz)
+ON CONFLICT (scope) DO UPDATE
+SET capacity = excluded.capacity, refill_per_sec = excluded.refill_per_sec,
+    tokens = least(r.tokens, excluded.capacity);
+
+-- name: take_tokens
+-- Take `n` tokens if the bucket (refilled up to now) has them; returns what it had before,
+-- its rate, and its updated_at (a drained bucket's is in the future: no refill before it).
+WITH cur AS MATERIALIZED (
+    SELECT scope, refill_per_sec, updated_at,
+           CASE WHEN updated_at >= %(now)s::timestamptz THEN tokens
+                ELSE least(capacity, tokens + extract(epoch FROM (%(now)s::timestamptz
+                                                               - updated_at)) * refill_per_sec)
+           END AS avail
+    FROM job_rate_limits WHERE scope = %(scope)s
+    FOR UPDATE
+), taken AS (
+    UPDATE job_rate_limits AS r
+    SET tokens = CASE WHEN c.avail >= %(n)s THEN c.avail - %(n)s ELSE c.avail END,
+        updated_at = greatest(r.updated_at, %(now)s::timestamptz)
+    FROM cur AS c
+    WHERE r.scope = c.scope
+)
+SELECT avail, refill_per_sec, updated_at, (SELECT capacity FROM job_rate_limits
+                                           WHERE scope = %(scope)s)
+FROM cur;
+
+-- name: drain_rate_limit
+-- An upstream said "too many requests": no tokens for anyone until `until`.
+UPDATE job_rate_limits
+SET tokens = 0, updated_at = greatest(updated_at, %(until)s::timestamptz)
+WHERE scope = %(scope)s
+RETURNING scope;

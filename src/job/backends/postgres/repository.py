@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from job import _events as ev
 from job._backend import ClaimedRow, LostRow, NewJob, OutcomeWrite
+from job._ratelimit import token_wait
 from job.backends.postgres import _queries as q
 from job.entity import Job, JobEvent, JobState
 from job.errors import DatabaseError, DuplicateJobError, NotStartedError
@@ -338,6 +339,64 @@ class Repository:
             sql = q.LIST_FINISHED_JOBS
         async with self._conn(None) as c:
             return [r[0] for r in await (await c.execute(sql, params)).fetchall()]
+
+    # -- leadership and retention ----------------------------------------------------------
+
+    async def acquire_lease(self, name: str, holder: UUID, ttl: timedelta) -> bool:
+        params = {"name": name, "holder": holder, "ttl": ttl}
+        async with self._conn(None) as c:
+            return await (await c.execute(q.ACQUIRE_LEASE, params)).fetchone() is not None
+
+    async def release_lease(self, name: str, holder: UUID) -> None:
+        async with self._conn(None) as c:
+            await c.execute(q.RELEASE_LEASE, {"name": name, "holder": holder})
+
+    async def lease_holder(self, name: str) -> UUID | None:
+        async with self._conn(None) as c:
+            row = await (await c.execute(q.LEASE_HOLDER, {"name": name})).fetchone()
+            return None if row is None else row[0]
+
+    async def prune_finished(self, state: str, before: datetime, limit: int) -> int:
+        params = {"state": state, "before": before, "limit": limit}
+        async with self._conn(None) as c:
+            return (await c.execute(q.PRUNE_FINISHED, params)).rowcount
+
+    # -- cron --------------------------------------------------------------------------------
+
+    async def lock_schedule(self, name: str, conn: object) -> tuple[str, datetime] | None:
+        async with self._conn(conn) as c:
+            row = await (await c.execute(q.LOCK_SCHEDULE, {"name": name})).fetchone()
+            return None if row is None else (row[0], row[1])
+
+    async def save_schedule(
+        self, name: str, spec: str, next_fire_at: datetime, conn: object
+    ) -> None:
+        params = {"name": name, "spec": spec, "next_fire_at": next_fire_at}
+        async with self._conn(conn) as c:
+            await c.execute(q.SAVE_SCHEDULE, params)
+
+    # -- rate limits -------------------------------------------------------------------------
+
+    async def ensure_rate_limit(
+        self, scope: str, capacity: float, per_second: float, now: datetime
+    ) -> None:
+        params = {"scope": scope, "capacity": capacity, "rate": per_second, "now": now}
+        async with self._conn(None) as c:
+            await c.execute(q.ENSURE_RATE_LIMIT, params)
+
+    async def take_tokens(self, scope: str, n: float, now: datetime) -> float | None:
+        params = {"scope": scope, "n": n, "now": now}
+        async with self._conn(None) as c:
+            row = await (await c.execute(q.TAKE_TOKENS, params)).fetchone()
+        if row is None:
+            return None
+        avail, rate, updated_at, _ = row
+        return token_wait(avail, rate, updated_at, n, now)
+
+    async def drain_rate_limit(self, scope: str, until: datetime) -> bool:
+        async with self._conn(None) as c:
+            cur = await c.execute(q.DRAIN_RATE_LIMIT, {"scope": scope, "until": until})
+            return await cur.fetchone() is not None
 
     def _finished_elsewhere(self) -> None:
         """Jobs reached a terminal state without the engine writing it (a cancel request):

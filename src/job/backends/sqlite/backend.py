@@ -50,6 +50,7 @@ from anyio.abc import TaskStatus
 
 from job import _events as ev
 from job._backend import ClaimedRow, LostRow, NewJob, OutcomeWrite
+from job._ratelimit import refilled, token_wait
 from job._threads import HeartbeatLoop, LoopThread
 from job.backends.sqlite import _queries as q
 from job.backends.sqlite._connection import (
@@ -402,6 +403,35 @@ def _list_job_ids(
         sql = q.LIST_FINISHED_JOBS
     rows = db.execute(sql, {"state": state, "job_type": job_type, "limit": limit}).fetchall()
     return [UUID(r[0]) for r in rows]
+
+
+def _acquire_lease(db: sqlite3.Connection, name: str, holder: str, ttl_us: int) -> bool:
+    now = _wall_us()
+    params = {"name": name, "holder": holder, "expires_at": now + ttl_us, "now": now}
+    return db.execute(q.ACQUIRE_LEASE, params).fetchone() is not None
+
+
+def _prune(db: sqlite3.Connection, state: str, before_us: int, limit: int) -> int:
+    params = {"state": state, "before": before_us, "limit": limit}
+    doomed = [r[0] for r in db.execute(q.PRUNE_CANDIDATES, params).fetchall()]
+    for job_id in doomed:
+        db.execute(q.DROP_JOB_EVENTS, {"id": job_id})
+        db.execute(q.DROP_JOB, {"id": job_id})
+    return len(doomed)
+
+
+def _take_tokens(db: sqlite3.Connection, scope: str, n: float, now: datetime) -> float | None:
+    row = db.execute(q.RATE_LIMIT_BUCKET, {"scope": scope}).fetchone()
+    if row is None:
+        return None
+    capacity, rate, tokens, updated_us = row
+    updated_at = _time(updated_us)
+    assert updated_at is not None
+    avail = refilled(tokens, capacity, rate, updated_at, now)
+    left = avail - n if avail >= n else avail
+    params = {"scope": scope, "tokens": left, "updated_at": max(updated_us, _us(now))}
+    db.execute(q.SAVE_RATE_LIMIT_BUCKET, params)
+    return token_wait(avail, rate, updated_at, n, now)
 
 
 def _cancel_requests(db: sqlite3.Connection, ids: Sequence[UUID]) -> dict[UUID, tuple[str, str]]:
@@ -892,6 +922,76 @@ class SqliteBackend:
         self, state: str | None, job_type: str | None, limit: int
     ) -> list[UUID]:
         return await self._read(None, lambda db: _list_job_ids(db, state, job_type, limit))
+
+    # -- leadership and retention ----------------------------------------------------------
+
+    async def acquire_lease(self, name: str, holder: UUID, ttl: timedelta) -> bool:
+        ttl_us = int(ttl.total_seconds() * 1_000_000)
+        return await self._write(None, lambda db: _acquire_lease(db, name, str(holder), ttl_us))
+
+    async def release_lease(self, name: str, holder: UUID) -> None:
+        params = {"name": name, "holder": str(holder)}
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(q.RELEASE_LEASE, params)
+
+        await self._write(None, op)
+
+    async def lease_holder(self, name: str) -> UUID | None:
+        def op(db: sqlite3.Connection) -> UUID | None:
+            row = db.execute(q.LEASE_HOLDER, {"name": name, "now": _wall_us()}).fetchone()
+            return None if row is None else UUID(row[0])
+
+        return await self._read(None, op)
+
+    async def prune_finished(self, state: str, before: datetime, limit: int) -> int:
+        before_us = _us(before)
+        return await self._write(None, lambda db: _prune(db, state, before_us, limit))
+
+    # -- cron --------------------------------------------------------------------------------
+
+    async def lock_schedule(self, name: str, conn: object) -> tuple[str, datetime] | None:
+        def op(db: sqlite3.Connection) -> tuple[str, datetime] | None:
+            row = db.execute(q.LOCK_SCHEDULE, {"name": name}).fetchone()
+            if row is None:
+                return None
+            at = _time(row[1])
+            return None if at is None else (str(row[0]), at)
+
+        return await self._write(conn, op)
+
+    async def save_schedule(
+        self, name: str, spec: str, next_fire_at: datetime, conn: object
+    ) -> None:
+        params = {"name": name, "spec": spec, "next_fire_at": _us(next_fire_at)}
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(q.SAVE_SCHEDULE, params)
+
+        await self._write(conn, op)
+
+    # -- rate limits -------------------------------------------------------------------------
+
+    async def ensure_rate_limit(
+        self, scope: str, capacity: float, per_second: float, now: datetime
+    ) -> None:
+        params = {"scope": scope, "capacity": capacity, "rate": per_second, "now": _us(now)}
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(q.ENSURE_RATE_LIMIT, params)
+
+        await self._write(None, op)
+
+    async def take_tokens(self, scope: str, n: float, now: datetime) -> float | None:
+        return await self._write(None, lambda db: _take_tokens(db, scope, n, now))
+
+    async def drain_rate_limit(self, scope: str, until: datetime) -> bool:
+        params = {"scope": scope, "until": _us(until)}
+
+        def op(db: sqlite3.Connection) -> bool:
+            return db.execute(q.DRAIN_RATE_LIMIT, params).fetchone() is not None
+
+        return await self._write(None, op)
 
     def announce_cancel(self, job_id: UUID) -> None:
         """Nothing to send: other processes see the flag through data_version (listener)."""

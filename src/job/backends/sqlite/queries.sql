@@ -364,3 +364,66 @@ SELECT id FROM jobs
 WHERE (:job_type IS NULL OR job_type = :job_type)
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
+
+-- name: acquire_lease
+-- Take or renew a leader lease: succeeds (returns a row) for its holder, or for anyone once
+-- it has expired (wall clock, microseconds).
+INSERT INTO job_leases AS l (name, holder, expires_at) VALUES (:name, :holder, :expires_at)
+ON CONFLICT (name) DO UPDATE
+SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE l.holder = excluded.holder OR l.expires_at < :now
+RETURNING holder;
+
+-- name: release_lease
+DELETE FROM job_leases WHERE name = :name AND holder = :holder;
+
+-- name: lease_holder
+SELECT holder FROM job_leases WHERE name = :name AND expires_at >= :now;
+
+-- name: prune_candidates
+-- Retention: up to `limit` jobs that ended in `state` before `before` and were not requeued
+-- since, oldest first (deleted by drop_job_events and drop_job).
+SELECT e.job_id
+FROM job_events AS e
+WHERE e.event_type = 'job_completed' AND json_extract(e.event, '$.state') = :state
+  AND e.recorded_at < :before
+  AND NOT EXISTS (SELECT 1 FROM job_executions AS x WHERE x.id = e.job_id)
+  AND NOT EXISTS (
+      SELECT 1 FROM job_events AS later
+      WHERE later.job_id = e.job_id AND later.event_type = 'job_completed'
+        AND later.sequence > e.sequence)
+ORDER BY e.recorded_at
+LIMIT :limit;
+
+-- name: drop_job_events
+DELETE FROM job_events WHERE job_id = :id;
+
+-- name: drop_job
+DELETE FROM jobs WHERE id = :id;
+
+-- name: lock_schedule
+-- A cron fire: the schedule's row (the fire's transaction holds the write lock).
+SELECT spec, next_fire_at FROM job_schedules WHERE name = :name;
+
+-- name: save_schedule
+INSERT INTO job_schedules (name, spec, next_fire_at) VALUES (:name, :spec, :next_fire_at)
+ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, next_fire_at = excluded.next_fire_at;
+
+-- name: ensure_rate_limit
+INSERT INTO job_rate_limits (scope, capacity, refill_per_sec, tokens, updated_at)
+VALUES (:scope, :capacity, :rate, :capacity, :now)
+ON CONFLICT (scope) DO UPDATE
+SET capacity = excluded.capacity, refill_per_sec = excluded.refill_per_sec,
+    tokens = min(tokens, excluded.capacity);
+
+-- name: rate_limit_bucket
+-- A take (under the write lock): the bucket as stored.
+SELECT capacity, refill_per_sec, tokens, updated_at FROM job_rate_limits WHERE scope = :scope;
+
+-- name: save_rate_limit_bucket
+UPDATE job_rate_limits SET tokens = :tokens, updated_at = :updated_at WHERE scope = :scope;
+
+-- name: drain_rate_limit
+UPDATE job_rate_limits SET tokens = 0, updated_at = max(updated_at, :until)
+WHERE scope = :scope
+RETURNING scope;
