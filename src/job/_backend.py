@@ -51,6 +51,8 @@ class NewJob:
     queue_id: str | None = None
     #: Skip this job if a live job of its type holds the key (``JobSpec.dedup_key``).
     dedup_key: str | None = None
+    #: 0 (claimed first) to 9 (last), before due time and id.
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +236,7 @@ class Backend(Protocol):
     # -- dead letters ------------------------------------------------------------------------
 
     async def requeue_job(
-        self, job_id: UUID, by: str, now: datetime, states: Sequence[str]
+        self, job_id: UUID, by: str, now: datetime, states: Sequence[str], priority: int = 0
     ) -> str:
         """``Jobs.retry``: an ended job whose final state is in ``states`` gets a new live row
         (pending, attempt 1, due ``now``) after ``requeued`` and ``execution_scheduled``
@@ -287,6 +289,17 @@ class Backend(Protocol):
 
     async def drain_rate_limit(self, scope: str, until: datetime) -> bool:
         """No tokens for anyone until ``until``; False for an unknown scope."""
+
+    # -- named queues ------------------------------------------------------------------------
+
+    async def queue_settings(self) -> dict[str, tuple[bool, int | None]]:
+        """Every named queue's run-time settings: name -> (paused, concurrency or None)."""
+
+    async def set_queue_setting(
+        self, name: str, *, paused: bool | None = None, concurrency: int | None = None
+    ) -> None:
+        """Pause or resume ``name`` (``paused`` given), else set its per-worker concurrency
+        (``None``: back to each worker's configuration)."""
 
     def announce_cancel(self, job_id: UUID) -> None:
         """Tell other processes a running job was asked to cancel (a hint, best effort)."""

@@ -19,6 +19,7 @@ from job import _telemetry as tel
 from job._backend import Backend, ClaimedRow
 from job._batches import plan_batches
 from job._dispatcher import Dispatcher
+from job._queues import QueueSettings
 from job._registry import Registry
 from job.clock import ClockHandle
 from job.config import JobPollerConfig
@@ -36,8 +37,10 @@ class Poller:
         clock: ClockHandle,
         config: JobPollerConfig,
         shutdown: anyio.Event,
+        queues: QueueSettings,
     ) -> None:
         self._backend = backend
+        self._queues = queues
         self._registry = registry
         self._dispatcher = dispatcher
         self._clock = clock
@@ -143,11 +146,14 @@ class Poller:
             rows, full = await self._claim(batched, None, now)
             units -= self._start_batches(rows, traced)
             plain, _ = self._demand(units)
-        if plain:
-            rows, plain_full = await self._claim(plain, units, now)
+        for group, group_limit in self._plain_groups(plain, units):
+            if min(group_limit, units) <= 0:
+                continue
+            rows, group_full = await self._claim(group, min(group_limit, units), now)
             for row in rows:
                 self._dispatcher.start(row, traced)
-            full = full or plain_full
+            units -= len(rows)
+            full = full or group_full
         if full:
             return now
         next_due = await self._backend.next_due_at(claimable, now)
@@ -176,18 +182,55 @@ class Poller:
                 started += 1
         return started
 
+    def _plain_groups(self, plain: dict[str, int], units: int) -> list[tuple[dict[str, int], int]]:
+        """The plain types' claims: one statement for all of them, or, once any named queue
+        has a concurrency limit, one per limited queue (bounded by its free slots) and one
+        for the unlimited rest (bounded by ``units``)."""
+        if not plain:
+            return []
+        if not self._queues.limited:
+            return [(plain, units)]
+        unlimited: dict[str, int] = {}
+        by_queue: dict[str, dict[str, int]] = {}
+        for job_type, free in plain.items():
+            queue = self._registry.queues[job_type]
+            if self._queues.limit(queue) is None:
+                unlimited[job_type] = free
+            else:
+                by_queue.setdefault(queue, {})[job_type] = free
+        groups = [
+            (types, min(units, self._queue_free(queue))) for queue, types in by_queue.items()
+        ]
+        if unlimited:
+            groups.append((unlimited, units))
+        return [(types, n) for types, n in groups if n > 0]
+
+    def _queue_free(self, queue: str) -> int:
+        limit = self._queues.limit(queue)
+        if limit is None:
+            return self._config.max_jobs_per_process
+        running = self._dispatcher.running_by_type
+        used = sum(n for t, n in running.items() if self._registry.queues.get(t) == queue)
+        return limit - used
+
     def _demand(self, units: int) -> tuple[dict[str, int], dict[str, int]]:
         """How many rows to claim of each type, given ``units`` free run slots: plain types
-        get ``units`` or their free slots under their cap; batched types get their free
-        batch slots (at most ``units``) times their batch size. Types with no room are left
-        out."""
+        get ``units`` or their free slots under their cap (and their queue's limit);
+        batched types get their free batch slots (at most ``units``) times their batch
+        size. Types with no room, or whose queue this worker does not run now (not
+        configured here, or paused), are left out."""
         running = self._dispatcher.running_by_type
         caps, batch_sizes = self._registry.caps, self._registry.batch_sizes
         plain: dict[str, int] = {}
         batched: dict[str, int] = {}
         for job_type in self._registry.job_types:
+            queue = self._registry.queues[job_type]
+            if not self._queues.runs(queue):
+                continue
             cap = caps.get(job_type)
             free = units if cap is None else min(units, cap - running.get(job_type, 0))
+            if self._queues.limited:
+                free = min(free, self._queue_free(queue))
             if free <= 0:
                 continue
             size = batch_sizes.get(job_type)

@@ -11,7 +11,8 @@ import re
 from typing import Any
 
 from job.batch import BatchedJobInitializer
-from job.errors import ConfigError, RegistryClosedError
+from job.errors import ConfigError, JobConfigError, RegistryClosedError
+from job.limits import check_priority
 from job.runner import BaseInitializer
 
 MAX_JOB_TYPE_LENGTH = 128
@@ -46,6 +47,10 @@ class Registry:
         self.caps: dict[str, int] = {}
         #: job_type -> max_batch_size, for the batched types.
         self.batch_sizes: dict[str, int] = {}
+        #: job_type -> its named queue (``JobInitializer.queue()``).
+        self.queues: dict[str, str] = {}
+        #: job_type -> its default priority (``JobInitializer.priority()``).
+        self.priorities: dict[str, int] = {}
         self._closed = False
 
     def add(self, initializer: BaseInitializer[Any]) -> None:
@@ -69,7 +74,18 @@ class Registry:
             batch_size = _positive(initializer.max_batch_size(), f"{name}.max_batch_size()")
         elif cap is not None:
             cap = _positive(cap, f"{name}.max_concurrent_per_process()", "None or ")
+        queue = initializer.queue()
+        if not isinstance(queue, str) or not queue or len(queue) > 128 or "\x00" in queue:
+            raise ConfigError(
+                f"{name}.queue() must be a name of 1 to 128 characters, got {queue!r}"
+            )
+        try:
+            priority = check_priority(initializer.priority())
+        except JobConfigError as exc:
+            raise ConfigError(f"{name}.priority(): {exc}") from None
         self._initializers[job_type] = initializer
+        self.queues[job_type] = queue
+        self.priorities[job_type] = priority
         if cap is not None:
             self.caps[job_type] = cap
         if batch_size is not None:

@@ -71,6 +71,23 @@ class JobPollerConfig(BaseModel):
             " pending jobs whose cancel request raced their last run."
         ),
     )
+    queues: dict[str, int] | None = Field(
+        default=None,
+        description=(
+            "The named queues this worker runs (JobInitializer.queue()), each with its"
+            " concurrency limit per worker: {'default': 10, 'mailers': 20}. A registered type"
+            " whose queue is not listed is not run here. None (the default): every queue,"
+            " bounded only by max_jobs_per_process."
+        ),
+    )
+    queue_settings_interval: timedelta = Field(
+        default=timedelta(seconds=1),
+        gt=timedelta(0),
+        description=(
+            "How often (wall clock) a polling worker reads the queues' run-time settings"
+            " (Jobs.pause_queue, resume_queue, set_queue_limit)."
+        ),
+    )
     leader_lease: timedelta = Field(
         default=timedelta(seconds=15),
         ge=timedelta(seconds=1),
@@ -145,6 +162,13 @@ class JobPollerConfig(BaseModel):
             " with the total when the loop runs again. Heartbeats go on meanwhile."
         ),
     )
+
+    @model_validator(mode="after")
+    def _check_queues(self) -> Self:
+        for name, limit in (self.queues or {}).items():
+            if not name or isinstance(limit, bool) or limit < 1:
+                raise ValueError(f"queues: {name!r} needs a name and a limit >= 1, got {limit!r}")
+        return self
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Self:

@@ -30,8 +30,10 @@ from job.errors import JobConfigError, ScheduleError
 __all__ = [
     "MAX_ERROR_CHARS",
     "MAX_LABEL_CHARS",
+    "MAX_PRIORITY",
     "MAX_TIME",
     "MAX_UNIQUE_KEY_CHARS",
+    "MIN_PRIORITY",
     "MIN_TIME",
     "add_clamped",
     "check_config_json",
@@ -100,6 +102,19 @@ def storable_text(text: object, limit: int = MAX_ERROR_CHARS) -> str:
         cut = len(text) - limit
         text = f"{text[:limit]}... ({cut} more characters)"
     return text
+
+
+#: Job priorities: 0 is claimed first, 9 last (Oban's convention).
+MIN_PRIORITY, MAX_PRIORITY = 0, 9
+
+
+def check_priority(value: object) -> int:
+    """A job priority: an int from 0 (first) to 9 (last), else ``JobConfigError``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise JobConfigError(f"priority must be an int from 0 to 9, got {value!r}")
+    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise JobConfigError(f"priority must be from 0 (first) to 9 (last), got {value}")
+    return value
 
 
 #: Longest ``by`` / ``reason`` an operator action records (``Jobs.cancel``, ``Jobs.retry``).

@@ -91,6 +91,19 @@ class BaseInitializer(ABC, Generic[C]):
         than its free slots, and a type at its cap never holds up the other types."""
         return None
 
+    def queue(self) -> str:
+        """The named queue this type's jobs belong to (default ``"default"``). A worker runs
+        the queues of ``JobPollerConfig.queues`` (all of them if it is None), each with its
+        own concurrency limit; queues are paused and resized at run time
+        (``Jobs.pause_queue``, ``resume_queue``, ``set_queue_limit``). Not ``queue_id``, which
+        serializes the jobs that share it: see docs/queues.md."""
+        return "default"
+
+    def priority(self) -> int:
+        """The priority of this type's jobs unless a spawn gives one: 0 (claimed first, the
+        default) to 9 (last). Due jobs are claimed by priority, then due time, then id."""
+        return 0
+
     def rate_limit_scope(self) -> str | None:
         """A rate-limit scope (``Jobs.add_rate_limit``) every run of this type takes one token
         of before it starts (default ``None``). When the bucket is empty for longer than a few

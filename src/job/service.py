@@ -42,6 +42,7 @@ from job._leader import LEASE_NAME, Leadership
 from job._maintenance import Maintenance
 from job._outcomes import OutcomeWriter
 from job._poller import Poller
+from job._queues import QueueSettings
 from job._ratelimit import check_scope, drain_rate_limit
 from job._registry import Registry
 from job._retention import Pruner
@@ -122,6 +123,7 @@ class Jobs:
         self._maintenance: Maintenance | None = None
         self._cancel_watcher: CancelWatcher | None = None
         self._leadership: Leadership | None = None
+        self._queue_settings: QueueSettings | None = None
         self._scheduler = Scheduler(backend=self._backend, clock=self._clock)
         self._pruner: Pruner | None = None
         self._dispatcher: Dispatcher | None = None
@@ -220,7 +222,12 @@ class Jobs:
         :meth:`start_poll`."""
         self._registry.add(initializer)
         config_type: type[C] = initializer.config_type  # type: ignore[assignment]
-        spawner = JobSpawner(self, initializer.job_type, config_type)
+        spawner = JobSpawner(
+            self,
+            initializer.job_type,
+            config_type,
+            self._registry.priorities[initializer.job_type],
+        )
         if isinstance(initializer, ResidentJobInitializer):
             return ResidentJobSpawner(spawner)
         if isinstance(initializer, KeyedJobInitializer):
@@ -257,6 +264,40 @@ class Jobs:
         if key in self._scheduler.registrations:
             raise ConfigError(f"a schedule named {key!r} is already registered")
         self._scheduler.registrations[key] = Registration(key, schedule, spawner, config, missed)
+
+    async def pause_queue(self, name: str) -> None:
+        """Stop every worker from claiming jobs of the named queue ``name`` (running ones
+        finish; pending ones stay pending), within about ``queue_settings_interval``."""
+        await self._set_queue(name, paused=True)
+
+    async def resume_queue(self, name: str) -> None:
+        """Let the workers claim jobs of ``name`` again."""
+        await self._set_queue(name, paused=False)
+
+    async def set_queue_limit(self, name: str, limit: int | None) -> None:
+        """Set the per-worker concurrency limit of ``name`` on every worker (``None``: back to
+        each worker's ``JobPollerConfig.queues``), within about a second."""
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ConfigError(f"a queue limit must be None or an int >= 1, got {limit!r}")
+        await self._set_queue(name, concurrency=limit)
+
+    async def queue_settings(self) -> dict[str, tuple[bool, int | None]]:
+        """The run-time settings of every queue that has any: name -> (paused, limit)."""
+        self._require_open()
+        return await self._backend.queue_settings()
+
+    async def _set_queue(
+        self, name: str, *, paused: bool | None = None, concurrency: int | None = None
+    ) -> None:
+        self._require_open()
+        if not isinstance(name, str) or not name or len(name) > 128 or "\x00" in name:
+            raise ConfigError(f"a queue name must be 1 to 128 characters, got {name!r}")
+        await self._backend.set_queue_setting(name, paused=paused, concurrency=concurrency)
+        self._backend.announce(None)  # other workers poll at once; settings within a second
+        if self._poller is not None and self._queue_settings is not None:
+            await self._queue_settings.refresh()
 
     async def add_rate_limit(self, scope: str, *, limit: int, per: timedelta) -> None:
         """Create (or update) the cluster-wide token bucket ``scope``: at most ``limit``
@@ -311,6 +352,13 @@ class Jobs:
             interval=cfg.poller_config.cancel_check_interval.total_seconds(),
             on_finalized=self._on_terminal,
         )
+        queue_settings = QueueSettings(
+            backend=backend,
+            configured=cfg.poller_config.queues,
+            interval=cfg.poller_config.queue_settings_interval.total_seconds(),
+            on_change=self._wake_poller,
+        )
+        await queue_settings.refresh()  # a paused queue is not claimed, not even at first
         poller = Poller(
             backend=backend,
             registry=self._registry,
@@ -318,6 +366,7 @@ class Jobs:
             clock=self._clock,
             config=cfg.poller_config,
             shutdown=self._shutdown_requested,
+            queues=queue_settings,
         )
         maintenance = Maintenance(
             backend=backend,
@@ -337,6 +386,7 @@ class Jobs:
         self._cancel_watcher = cancel_watcher
         self._leadership = leadership
         self._pruner = pruner
+        self._queue_settings = queue_settings
         # Background loops are roots of their own traces: detach from whatever span the caller
         # of start_poll() has open, or every poll would become its child.
         token = otel_context.attach(otel_context.Context())
@@ -352,6 +402,7 @@ class Jobs:
             tg.start_soon(maintenance.run_lost_reclaim, name="job-lost-reclaim")
             tg.start_soon(maintenance.run_stale_check, name="job-stale-check")
             tg.start_soon(cancel_watcher.run, name="job-cancel-watcher")
+            tg.start_soon(queue_settings.run, name="job-queue-settings")
             tg.start_soon(leadership.run, name="job-leader-lease")
             tg.start_soon(self._scheduler.run, leadership, name="job-cron")
             tg.start_soon(
@@ -558,7 +609,11 @@ class Jobs:
         """
         self._require_open()
         by = check_label(by, "by")
-        outcome = await self._backend.requeue_job(job_id, by, self._clock.now(), _REQUEUABLE)
+        job = await self.find(job_id)
+        priority = self._registry.priorities.get(job.job_type, 0)
+        outcome = await self._backend.requeue_job(
+            job_id, by, self._clock.now(), _REQUEUABLE, priority
+        )
         if outcome == "unknown":
             raise JobNotFoundError(job_id)
         if outcome == "live":

@@ -26,7 +26,7 @@ from job._backend import NewJob
 from job.entity import Job, JobEvent, JobState, new_job_id
 from job.errors import JobConfigError, JobError, ScheduleError
 from job.handles import JobHandle, JobHandles
-from job.limits import MAX_UNIQUE_KEY_CHARS, check_config_json, check_time
+from job.limits import MAX_UNIQUE_KEY_CHARS, check_config_json, check_priority, check_time
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -62,6 +62,8 @@ class JobSpec(Generic[C]):
     at: datetime | None = None
     queue_id: str | None = None
     dedup_key: str | None = None
+    #: 0 (claimed first) to 9 (last); None: the job type's ``priority()``.
+    priority: int | None = None
 
 
 class BulkSpawnResult(list[Job[C]]):
@@ -115,10 +117,13 @@ def _check_unique_key(key: object, what: str = "spawn_unique key") -> None:
 class JobSpawner(Generic[C]):
     """Spawns jobs of one registered type."""
 
-    def __init__(self, jobs: Jobs, job_type: str, config_type: type[C]) -> None:
+    def __init__(
+        self, jobs: Jobs, job_type: str, config_type: type[C], default_priority: int = 0
+    ) -> None:
         self._jobs = jobs
         self._job_type = job_type
         self._config_type = config_type
+        self._default_priority = default_priority
 
     @property
     def job_type(self) -> str:
@@ -136,11 +141,13 @@ class JobSpawner(Generic[C]):
         at: datetime | None = None,
         delay: timedelta | None = None,
         queue_id: str | None = None,
+        priority: int | None = None,
         conn: Conn | None = None,
     ) -> Job[C]:
         """Create one job, due now, at ``at``, or ``delay`` from now (service clock), in
         ``queue_id``'s queue if given (at most one job of a queue runs at a time, oldest due
-        first, across all types and workers).
+        first, across all types and workers), with ``priority`` 0 (first) to 9 (default:
+        the type's ``priority()``).
 
         Raises DuplicateJobError if ``id`` is taken, JobConfigError if the config cannot be
         serialized (nothing is written then).
@@ -157,7 +164,7 @@ class JobSpawner(Generic[C]):
                     f"delay={delay!r} is past the latest time jobs can be scheduled at"
                 ) from None
         (job,) = await self.spawn_many(
-            [JobSpec(config, id=id, at=at, queue_id=queue_id)], conn=conn
+            [JobSpec(config, id=id, at=at, queue_id=queue_id, priority=priority)], conn=conn
         )
         return job
 
@@ -206,6 +213,7 @@ class JobSpawner(Generic[C]):
         key: str = "",
         at: datetime | None = None,
         queue_id: str | None = None,
+        priority: int | None = None,
         conn: Conn | None = None,
     ) -> UniqueSpawn[C]:
         """Create a job unless a live (pending or running) job of this type holds ``key``.
@@ -216,7 +224,9 @@ class JobSpawner(Generic[C]):
         any number of processes, exactly one creates the job.
         """
         _check_unique_key(key)
-        return await self._spawn_unique(config, key, at, queue_id, conn, inherits_state=False)
+        return await self._spawn_unique(
+            config, key, at, queue_id, conn, inherits_state=False, priority=priority
+        )
 
     async def _spawn_unique(
         self,
@@ -227,10 +237,11 @@ class JobSpawner(Generic[C]):
         conn: Conn | None,
         *,
         inherits_state: bool,
+        priority: int | None = None,
     ) -> UniqueSpawn[C]:
         now = self._jobs.clock.now()
         repo = self._jobs._repository(conn)
-        item = JobSpec(config, at=at, queue_id=queue_id)
+        item = JobSpec(config, at=at, queue_id=queue_id, priority=priority)
         with tel.span(
             tel.SPAN_SPAWN,
             kind=SpanKind.PRODUCER,
@@ -297,6 +308,8 @@ class JobSpawner(Generic[C]):
             _check_unique_key(item.queue_id, "queue_id")
         if item.dedup_key is not None:
             _check_unique_key(item.dedup_key, "dedup_key")
+        priority = self._default_priority if item.priority is None else item.priority
+        check_priority(priority)
         try:
             config_json = item.config.model_dump_json()
         except (PydanticSerializationError, ValueError, TypeError) as exc:
@@ -310,6 +323,7 @@ class JobSpawner(Generic[C]):
             execute_at=execute_at,
             queue_id=item.queue_id,
             dedup_key=item.dedup_key,
+            priority=priority,
         )
 
     async def _announce(self, caller_conn: Conn | None) -> None:

@@ -167,6 +167,6 @@ def test_hot_query_uses_the_claim_index(backlog, query_name, plan_kind):
         n
         for n in nodes
         if n["Node Type"] in ("Index Scan", "Index Only Scan")
-        and n.get("Index Name") == "idx_job_executions_claim"
+        and n.get("Index Name") == "idx_job_executions_claim_priority"
     ]
     assert claim_index, f"{query_name} does not use the claim index:\n{describe(plan)}"

@@ -60,6 +60,10 @@ RELEASED: dict[int, tuple[str, str]] = {
         "0005_rate_limits.sql",
         "35e6a0aec6b871f2d782cc283a594a6dc7ea6c218317335df77ab228cb9480a9",
     ),
+    6: (
+        "0006_priorities_queues.sql",
+        "689455b85482f59fcbc5370cf20766d8cd4229ed15bd314e7d333e4c8eb8d939",
+    ),
 }
 
 MIGRATION_FILE = re.compile(r"^\d{4}_\w+\.sql$")
@@ -351,6 +355,11 @@ EXPECTED_COLUMNS = {
     ("job_rate_limits", "refill_per_sec", "float8", "NO", None),
     ("job_rate_limits", "tokens", "float8", "NO", None),
     ("job_rate_limits", "updated_at", "timestamptz", "NO", None),
+    # 0006: priorities, named queues
+    ("job_executions", "priority", "int2", "NO", "0"),
+    ("job_queue_settings", "name", "text", "NO", None),
+    ("job_queue_settings", "paused", "bool", "NO", "false"),
+    ("job_queue_settings", "concurrency", "int4", "YES", None),
     ("job_queues", "queue_id", "text", "NO", None),
     ("job_queues", "running_id", "uuid", "YES", None),
     ("jobs", "queue_id", "text", "YES", None),
@@ -364,12 +373,19 @@ EXPECTED_INDEXES = {
         "job_events_pkey",
         "CREATE UNIQUE INDEX job_events_pkey ON public.job_events USING btree (job_id, sequence)",
     ),
+    # 0006 replaced the (job_type, execute_at, id) claim index
     (
         "job_executions",
-        "idx_job_executions_claim",
-        "CREATE INDEX idx_job_executions_claim ON public.job_executions"
-        " USING btree (job_type, execute_at, id)"
+        "idx_job_executions_claim_priority",
+        "CREATE INDEX idx_job_executions_claim_priority ON public.job_executions"
+        " USING btree (job_type, priority, execute_at, id)"
         " WHERE (state = 'pending'::job_execution_state)",
+    ),
+    (
+        "job_queue_settings",
+        "job_queue_settings_pkey",
+        "CREATE UNIQUE INDEX job_queue_settings_pkey ON public.job_queue_settings"
+        " USING btree (name)",
     ),
     (
         "job_executions",
@@ -465,6 +481,7 @@ EXPECTED_CONSTRAINTS = {
     ("job_leases", "job_leases_pkey", "PRIMARY KEY (name)"),
     ("job_schedules", "job_schedules_pkey", "PRIMARY KEY (name)"),
     ("job_rate_limits", "job_rate_limits_pkey", "PRIMARY KEY (scope)"),
+    ("job_queue_settings", "job_queue_settings_pkey", "PRIMARY KEY (name)"),
 }
 
 EXPECTED_ENUMS = {"job_execution_state": ["pending", "running"]}
@@ -532,6 +549,10 @@ RELEASED_SQLITE: dict[int, tuple[str, str]] = {
     5: (
         "0005_rate_limits.sql",
         "e33460a7d752cd38d2fe0f3e11c352e66136b0da1f6971df0bca73c7e8da2eca",
+    ),
+    6: (
+        "0006_priorities_queues.sql",
+        "328d20060204727781270d8a016428a1dbe7d73b7a7545a9af33e7ec5faed532",
     ),
 }
 

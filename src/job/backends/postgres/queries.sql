@@ -14,7 +14,8 @@
 -- as a text array aligned the same way, or NULL when no job has one (a NULL array's elements
 -- are NULL: nothing to send).
 WITH input AS (
-    SELECT t.id, t.execute_at, c.config, (%(queue_ids)s::text[])[t.ord] AS queue_id
+    SELECT t.id, t.execute_at, c.config, (%(queue_ids)s::text[])[t.ord] AS queue_id,
+           coalesce((%(priorities)s::int[])[t.ord], 0) AS priority
     FROM unnest(%(ids)b::uuid[], %(execute_ats)b::timestamptz[])
          WITH ORDINALITY AS t (id, execute_at, ord)
     JOIN jsonb_array_elements(%(configs)s::jsonb) WITH ORDINALITY AS c (config, ord)
@@ -25,8 +26,10 @@ WITH input AS (
            %(now)s::timestamptz
     FROM input
 )
-INSERT INTO job_executions (id, job_type, queue_id, execute_at, scheduled_at, event_seq)
-SELECT id, %(job_type)s::text, queue_id, execute_at, %(now)s::timestamptz, 2 FROM input;
+INSERT INTO job_executions
+    (id, job_type, queue_id, priority, execute_at, scheduled_at, event_seq)
+SELECT id, %(job_type)s::text, queue_id, priority, execute_at, %(now)s::timestamptz, 2
+FROM input;
 
 -- name: insert_jobs_dedup
 -- spawn_many with dedup keys: like insert_jobs, but a job whose key is held by a live job of
@@ -38,7 +41,8 @@ SELECT id, %(job_type)s::text, queue_id, execute_at, %(now)s::timestamptz, 2 FRO
 -- leaves nothing behind. DISTINCT ON keeps the first job of each key in the call.
 WITH input AS (
     SELECT t.id, t.execute_at, t.ord, c.config, (%(queue_ids)s::text[])[t.ord] AS queue_id,
-           (%(dedup_keys)s::text[])[t.ord] AS dedup_key
+           (%(dedup_keys)s::text[])[t.ord] AS dedup_key,
+           coalesce((%(priorities)s::int[])[t.ord], 0) AS priority
     FROM unnest(%(ids)b::uuid[], %(execute_ats)b::timestamptz[])
          WITH ORDINALITY AS t (id, execute_at, ord)
     JOIN jsonb_array_elements(%(configs)s::jsonb) WITH ORDINALITY AS c (config, ord)
@@ -53,8 +57,9 @@ WITH input AS (
     ) AS first_of_each_key
 ), new_executions AS (
     INSERT INTO job_executions
-        (id, job_type, unique_key, queue_id, execute_at, scheduled_at, event_seq)
-    SELECT id, %(job_type)s::text, dedup_key, queue_id, execute_at, %(now)s::timestamptz, 2
+        (id, job_type, unique_key, queue_id, priority, execute_at, scheduled_at, event_seq)
+    SELECT id, %(job_type)s::text, dedup_key, queue_id, priority, execute_at,
+           %(now)s::timestamptz, 2
     FROM firsts
     ORDER BY ord
     ON CONFLICT (job_type, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
@@ -76,11 +81,11 @@ SELECT id FROM new_executions;
 -- the key's previous generation.
 WITH new_execution AS (
     INSERT INTO job_executions
-        (id, job_type, unique_key, queue_id, execute_at, scheduled_at, event_seq, keep_state,
-         execution_state)
+        (id, job_type, unique_key, queue_id, priority, execute_at, scheduled_at, event_seq,
+         keep_state, execution_state)
     VALUES (
         %(id)s::uuid, %(job_type)s::text, %(unique_key)s::text, %(queue_id)s::text,
-        %(execute_at)s::timestamptz, %(now)s::timestamptz, 2, %(keep_state)s::bool,
+        %(priority)s::int, %(execute_at)s::timestamptz, %(now)s::timestamptz, 2, %(keep_state)s::bool,
         CASE WHEN %(keep_state)s::bool THEN (
             SELECT state FROM job_key_states
             WHERE job_type = %(job_type)s::text AND unique_key = %(unique_key)s::text)
@@ -109,8 +114,9 @@ WITH new_job AS (
     ON CONFLICT (job_type) WHERE resident DO NOTHING
     RETURNING id, execute_at
 ), new_execution AS (
-    INSERT INTO job_executions (id, job_type, execute_at, scheduled_at, event_seq)
-    SELECT id, %(job_type)s::text, execute_at, %(now)s::timestamptz, 2 FROM new_job
+    INSERT INTO job_executions (id, job_type, priority, execute_at, scheduled_at, event_seq)
+    SELECT id, %(job_type)s::text, %(priority)s::int, execute_at, %(now)s::timestamptz, 2
+    FROM new_job
 )
 SELECT id FROM new_job;
 
@@ -136,7 +142,7 @@ SELECT id FROM job_executions
 WHERE job_type = %(job_type)s::text AND unique_key = %(unique_key)s::text;
 
 -- name: claim_jobs
--- Claim up to `limit` due pending jobs of the registered types, oldest (execute_at, id) first,
+-- Claim up to `limit` due pending jobs of the registered types, by (priority, execute_at, id),
 -- at most `limits[i]` of `job_types[i]` (per-type caps). Each type is probed through the claim
 -- index; rows another worker holds are skipped, and the UPDATE re-checks state = 'pending' (a
 -- row may have changed between probe and lock).
@@ -147,13 +153,17 @@ WHERE job_type = %(job_type)s::text AND unique_key = %(unique_key)s::text;
 -- CONFLICT DO UPDATE locks the row and tests `running_id IS NULL` on its newest version. A row
 -- whose queue could not be taken is left pending (its lock ends with the statement).
 WITH candidates AS MATERIALIZED (
-    SELECT c.id, c.execute_at, c.queue_id
+    SELECT c.id, c.job_type, c.priority, c.execute_at, c.queue_id, t.type_limit
     FROM unnest(%(job_types)s::text[], %(limits)s::int[]) AS t (job_type, type_limit)
+    -- One probe of the claim index per priority: each a range scan up to now, so jobs
+    -- scheduled later never have to be walked past (a probe of an unused priority is empty).
+    CROSS JOIN generate_series(0, 9) AS p (priority)
     CROSS JOIN LATERAL (
-        SELECT e.id, e.execute_at, e.queue_id
+        SELECT e.id, e.job_type, e.priority, e.execute_at, e.queue_id
         FROM job_executions AS e
         WHERE e.state = 'pending'
           AND e.job_type = t.job_type
+          AND e.priority = p.priority
           AND e.execute_at <= %(now)s::timestamptz
           AND e.cancel_requested IS NULL
           AND (e.queue_id IS NULL OR (
@@ -169,7 +179,15 @@ WITH candidates AS MATERIALIZED (
         FOR UPDATE OF e SKIP LOCKED
     ) AS c
 ), chosen AS MATERIALIZED (
-    SELECT id, queue_id FROM candidates ORDER BY execute_at, id LIMIT %(limit)s::int
+    SELECT id, queue_id FROM (
+        SELECT id, queue_id, priority, execute_at, type_limit,
+               row_number() OVER (PARTITION BY job_type
+                                  ORDER BY priority, execute_at, id) AS type_rank
+        FROM candidates
+    ) AS ranked
+    WHERE type_rank <= type_limit
+    ORDER BY priority, execute_at, id
+    LIMIT %(limit)s::int
 ), queues_taken AS (
     INSERT INTO job_queues AS q (queue_id, running_id)
     SELECT queue_id, id FROM chosen WHERE queue_id IS NOT NULL
@@ -219,10 +237,12 @@ CROSS JOIN LATERAL (
 SELECT min(n.execute_at)
            FILTER (WHERE n.execute_at BETWEEN '0001-01-02 00:00:00+00' AND '9999-12-30 00:00:00+00')
 FROM unnest(%(job_types)s::text[]) AS t (job_type)
+CROSS JOIN generate_series(0, 9) AS p (priority)  -- one claim-index probe per priority
 CROSS JOIN LATERAL (
     SELECT e.execute_at
     FROM job_executions AS e
-    WHERE e.state = 'pending' AND e.job_type = t.job_type AND e.execute_at > %(now)s::timestamptz
+    WHERE e.state = 'pending' AND e.job_type = t.job_type AND e.priority = p.priority
+      AND e.execute_at > %(now)s::timestamptz
     ORDER BY e.execute_at
     LIMIT 1
 ) AS n;
@@ -518,10 +538,10 @@ WITH target AS MATERIALIZED (
     WHERE j.id = %(id)s::uuid
     FOR UPDATE OF j
 ), inserted AS (
-    INSERT INTO job_executions (id, job_type, unique_key, queue_id, execute_at, scheduled_at,
-                                event_seq)
-    SELECT id, job_type, unique_key, queue_id, %(now)s::timestamptz, %(now)s::timestamptz,
-           last_seq + 2
+    INSERT INTO job_executions (id, job_type, unique_key, queue_id, priority, execute_at,
+                                scheduled_at, event_seq)
+    SELECT id, job_type, unique_key, queue_id, %(priority)s::int, %(now)s::timestamptz,
+           %(now)s::timestamptz, last_seq + 2
     FROM target
     WHERE NOT live AND final_state = ANY(%(states)s::text[])
     ON CONFLICT DO NOTHING
@@ -655,3 +675,15 @@ UPDATE job_rate_limits
 SET tokens = 0, updated_at = greatest(updated_at, %(until)s::timestamptz)
 WHERE scope = %(scope)s
 RETURNING scope;
+
+-- name: queue_settings
+-- Every named queue's run-time settings (read by each worker about once a second).
+SELECT name, paused, concurrency FROM job_queue_settings;
+
+-- name: set_queue_paused
+INSERT INTO job_queue_settings AS s (name, paused) VALUES (%(name)s, %(paused)s)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused;
+
+-- name: set_queue_concurrency
+INSERT INTO job_queue_settings AS s (name, concurrency) VALUES (%(name)s, %(concurrency)s)
+ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency;

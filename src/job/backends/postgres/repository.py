@@ -102,6 +102,8 @@ class Repository:
             "tracing": json.dumps(tracing) if tracing else None,
             # NULL arrays when unused: the common spawn sends nothing for them.
             "queue_ids": queue_ids if any(q is not None for q in queue_ids) else None,
+            # Like queue_ids: no array to send when every job has the default priority.
+            "priorities": [j.priority for j in jobs] if any(j.priority for j in jobs) else None,
         }
         async with self._conn(conn) as c:
             if all(k is None for k in dedup_keys):
@@ -131,6 +133,7 @@ class Repository:
             "config": job.config_json,
             "execute_at": job.execute_at,
             "queue_id": job.queue_id,
+            "priority": job.priority,
             "keep_state": inherits_state,
             "tracing": json.dumps(tracing) if tracing else None,
             "now": now,
@@ -166,6 +169,7 @@ class Repository:
             "execute_at": job.execute_at,
             "tracing": json.dumps(tracing) if tracing else None,
             "now": now,
+            "priority": job.priority,
         }
         async with self._conn(conn) as c, c.transaction():
             cur = await c.execute(q.INSERT_RESIDENT_JOB, params)
@@ -308,10 +312,16 @@ class Repository:
     # -- dead letters ------------------------------------------------------------------------
 
     async def requeue_job(
-        self, job_id: UUID, by: str, now: datetime, states: Sequence[str]
+        self, job_id: UUID, by: str, now: datetime, states: Sequence[str], priority: int = 0
     ) -> str:
         events = [ev.requeued(by), ev.scheduled(1, now)]
-        params = {"id": job_id, "now": now, "states": list(states), "events": json.dumps(events)}
+        params = {
+            "id": job_id,
+            "now": now,
+            "states": list(states),
+            "events": json.dumps(events),
+            "priority": priority,
+        }
         async with self._conn(None) as c:
             row = await (await c.execute(q.REQUEUE_JOB, params)).fetchone()
             if row is None:
@@ -397,6 +407,23 @@ class Repository:
         async with self._conn(None) as c:
             cur = await c.execute(q.DRAIN_RATE_LIMIT, {"scope": scope, "until": until})
             return await cur.fetchone() is not None
+
+    # -- named queues ------------------------------------------------------------------------
+
+    async def queue_settings(self) -> dict[str, tuple[bool, int | None]]:
+        async with self._conn(None) as c:
+            rows = await (await c.execute(q.QUEUE_SETTINGS)).fetchall()
+        return {r[0]: (bool(r[1]), r[2]) for r in rows}
+
+    async def set_queue_setting(
+        self, name: str, *, paused: bool | None = None, concurrency: int | None = None
+    ) -> None:
+        async with self._conn(None) as c:
+            if paused is not None:
+                await c.execute(q.SET_QUEUE_PAUSED, {"name": name, "paused": paused})
+            else:
+                params = {"name": name, "concurrency": concurrency}
+                await c.execute(q.SET_QUEUE_CONCURRENCY, params)
 
     def _finished_elsewhere(self) -> None:
         """Jobs reached a terminal state without the engine writing it (a cancel request):

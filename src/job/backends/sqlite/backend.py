@@ -173,6 +173,7 @@ def _insert(
             "job_type": job_type,
             "unique_key": unique_key,
             "queue_id": j.queue_id,
+            "priority": j.priority,
             "config": j.config_json,
             "tracing": tracing,
             "execute_at": _us(j.execute_at),
@@ -245,14 +246,14 @@ def _claim(
     now_us: int,
     instance_id: str,
 ) -> list[ClaimedRow]:
-    candidates: list[tuple[Any, str]] = []
+    candidates: list[tuple[Any, Any, str]] = []
     for job_type, type_limit in zip(job_types, limits, strict=True):
         params = {"job_type": job_type, "now": now_us, "limit": min(type_limit, limit)}
-        candidates.extend((r[1], r[0]) for r in db.execute(q.CLAIM_CANDIDATES, params))
-    candidates.sort()
+        candidates.extend((r[1], r[2], r[0]) for r in db.execute(q.CLAIM_CANDIDATES, params))
+    candidates.sort()  # (priority, execute_at, id)
     alive_at = _wall_us()
     claimed = []
-    for _, job_id in candidates[:limit]:
+    for _, _, job_id in candidates[:limit]:
         token = str(uuid.uuid4())
         cur = db.execute(
             q.CLAIM_ONE,
@@ -361,7 +362,12 @@ def _finalize_cancelled(db: sqlite3.Connection, job_id: str | None, now_us: int)
 
 
 def _requeue(
-    db: sqlite3.Connection, job_id: str, by: str, now_us: int, states: Sequence[str]
+    db: sqlite3.Connection,
+    job_id: str,
+    by: str,
+    now_us: int,
+    states: Sequence[str],
+    priority: int,
 ) -> str:
     row = db.execute(q.REQUEUE_TARGET, {"id": job_id}).fetchone()
     if row is None:
@@ -384,6 +390,7 @@ def _requeue(
             "job_type": job_type,
             "unique_key": unique_key,
             "queue_id": queue_id,
+            "priority": priority,
             "now": now_us,
             "event_seq": last_seq + 2,
         },
@@ -913,10 +920,10 @@ class SqliteBackend:
     # -- dead letters ------------------------------------------------------------------------
 
     async def requeue_job(
-        self, job_id: UUID, by: str, now: datetime, states: Sequence[str]
+        self, job_id: UUID, by: str, now: datetime, states: Sequence[str], priority: int = 0
     ) -> str:
-        wanted, now_us = list(states), _us(now)
-        return await self._write(None, lambda db: _requeue(db, str(job_id), by, now_us, wanted))
+        wanted, now_us, jid = list(states), _us(now), str(job_id)
+        return await self._write(None, lambda db: _requeue(db, jid, by, now_us, wanted, priority))
 
     async def list_job_ids(
         self, state: str | None, job_type: str | None, limit: int
@@ -992,6 +999,26 @@ class SqliteBackend:
             return db.execute(q.DRAIN_RATE_LIMIT, params).fetchone() is not None
 
         return await self._write(None, op)
+
+    # -- named queues ------------------------------------------------------------------------
+
+    async def queue_settings(self) -> dict[str, tuple[bool, int | None]]:
+        def op(db: sqlite3.Connection) -> dict[str, tuple[bool, int | None]]:
+            rows = db.execute(q.QUEUE_SETTINGS).fetchall()
+            return {r[0]: (bool(r[1]), r[2]) for r in rows}
+
+        return await self._read(None, op)
+
+    async def set_queue_setting(
+        self, name: str, *, paused: bool | None = None, concurrency: int | None = None
+    ) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            if paused is not None:
+                db.execute(q.SET_QUEUE_PAUSED, {"name": name, "paused": int(paused)})
+            else:
+                db.execute(q.SET_QUEUE_CONCURRENCY, {"name": name, "concurrency": concurrency})
+
+        await self._write(None, op)
 
     def announce_cancel(self, job_id: UUID) -> None:
         """Nothing to send: other processes see the flag through data_version (listener)."""

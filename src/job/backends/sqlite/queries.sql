@@ -87,10 +87,10 @@ VALUES (
 -- Inserted after its jobs row (foreign key). A keyed type with inherits_state (keep_state)
 -- starts from the key's retained checkpoint.
 INSERT INTO job_executions
-    (id, job_type, unique_key, queue_id, execute_at, scheduled_at, event_seq, keep_state,
-     execution_state)
+    (id, job_type, unique_key, queue_id, priority, execute_at, scheduled_at, event_seq,
+     keep_state, execution_state)
 VALUES (
-    :id, :job_type, :unique_key, :queue_id, :execute_at, :now, 2, :keep_state,
+    :id, :job_type, :unique_key, :queue_id, :priority, :execute_at, :now, 2, :keep_state,
     CASE WHEN :keep_state THEN (
         SELECT state FROM job_key_states WHERE job_type = :job_type AND unique_key = :unique_key)
     END
@@ -131,13 +131,14 @@ SELECT id FROM job_executions
 WHERE job_type = :job_type AND unique_key = :unique_key;
 
 -- name: claim_candidates
--- Claim, per job type: its oldest due pending rows through the claim index, at most `limit`
--- of them; the caller merges the types and keeps the overall oldest `limit` (execute_at, id).
+-- Claim, per job type: its due pending rows by (priority, execute_at, id) through the claim
+-- index, at most `limit` of them; the caller merges the types and keeps the overall first
+-- `limit` in that order.
 -- A time that is not an integer (written from outside) is never <= :now: never claimed.
 -- A queued row only if no job of its queue runs and none older of it is pending: under the
 -- write lock this cannot race, so the claim never starts two jobs of one queue. A row carrying
 -- a cancel request is never claimed (it is about to end cancelled).
-SELECT e.id, e.execute_at FROM job_executions AS e
+SELECT e.id, e.priority, e.execute_at FROM job_executions AS e
 WHERE e.state = 'pending' AND e.job_type = :job_type AND e.execute_at <= :now
   AND e.cancel_requested IS NULL
   AND (e.queue_id IS NULL OR (
@@ -148,7 +149,7 @@ WHERE e.state = 'pending' AND e.job_type = :job_type AND e.execute_at <= :now
             SELECT 1 FROM job_executions AS o
             WHERE o.queue_id = e.queue_id AND o.state = 'pending'
               AND (o.execute_at, o.id) < (e.execute_at, e.id))))
-ORDER BY e.execute_at, e.id
+ORDER BY e.priority, e.execute_at, e.id
 LIMIT :limit;
 
 -- name: claim_one
@@ -333,9 +334,9 @@ SELECT id FROM job_executions WHERE job_type = :job_type AND unique_key = :uniqu
 -- name: requeue_execution
 -- The ended job's new live row: pending, attempt 1, due now; event_seq after the two events
 -- the requeue appends.
-INSERT INTO job_executions (id, job_type, unique_key, queue_id, execute_at, scheduled_at,
-                            event_seq)
-VALUES (:id, :job_type, :unique_key, :queue_id, :now, :now, :event_seq);
+INSERT INTO job_executions (id, job_type, unique_key, queue_id, priority, execute_at,
+                            scheduled_at, event_seq)
+VALUES (:id, :job_type, :unique_key, :queue_id, :priority, :now, :now, :event_seq);
 
 -- name: list_finished_jobs
 -- Ended jobs in one final state, newest ending first (idx_job_events_finished); a requeued
@@ -427,3 +428,14 @@ UPDATE job_rate_limits SET tokens = :tokens, updated_at = :updated_at WHERE scop
 UPDATE job_rate_limits SET tokens = 0, updated_at = max(updated_at, :until)
 WHERE scope = :scope
 RETURNING scope;
+
+-- name: queue_settings
+SELECT name, paused, concurrency FROM job_queue_settings;
+
+-- name: set_queue_paused
+INSERT INTO job_queue_settings (name, paused) VALUES (:name, :paused)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused;
+
+-- name: set_queue_concurrency
+INSERT INTO job_queue_settings (name, concurrency) VALUES (:name, :concurrency)
+ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency;
