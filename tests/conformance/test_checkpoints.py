@@ -211,8 +211,12 @@ async def test_a_zombie_run_cannot_overwrite_the_new_owners_checkpoint(make_jobs
         await b_release.wait()
         return RescheduleIn(timedelta(hours=1))
 
-    # A's heartbeat (every job_lost_interval / 4) will not come round during the test.
-    a = await make_jobs(job_lost_interval=timedelta(hours=4))
+    # A's heartbeat (every job_lost_interval / 4) will not come round during the test, and
+    # its one slot stays taken by the zombie run, so B (woken like every worker by the
+    # reclaim) is the one to run attempt 2.
+    a = await make_jobs(
+        job_lost_interval=timedelta(hours=4), max_jobs_per_process=1, min_jobs_per_process=1
+    )
     spawner = a.add_initializer(FnInitializer("cp_zombie", run))
     await a.start_poll()
     job = await spawner.spawn(Cfg())
