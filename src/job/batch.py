@@ -48,8 +48,7 @@ from uuid import UUID
 import anyio
 from pydantic import BaseModel
 
-from job.current import CurrentJob, _TransactionSlot
-from job.errors import BackendMismatchError
+from job.current import CurrentJob, _RunContext, _TransactionSlot
 from job.outcome import (
     OUTCOME_TYPES,
     Complete,
@@ -59,11 +58,7 @@ from job.outcome import (
 from job.runner import BaseInitializer
 
 if TYPE_CHECKING:
-    from psycopg import AsyncConnection
-    from psycopg_pool import AsyncConnectionPool
-
     from job._backend import Backend
-    from job.backends.sqlite import SqliteTransaction
     from job.clock import ClockHandle
 
 __all__ = [
@@ -139,7 +134,7 @@ def probes_for(budget: ProbeBudget, n_items: int) -> int:
     return budget
 
 
-class CurrentBatch(Generic[C]):
+class CurrentBatch(_RunContext, Generic[C]):
     """The batch being run, handed to :meth:`BatchedJobRunner.run_batch`.
 
     Iterating it gives its items: one :class:`~job.current.CurrentJob` per job, with the
@@ -162,7 +157,7 @@ class CurrentBatch(Generic[C]):
         self._clock = clock
         self._backend = backend
         self._shutdown = shutdown
-        self._slot = transaction_slot
+        self._tx = transaction_slot
 
     @property
     def job_type(self) -> str:
@@ -182,52 +177,6 @@ class CurrentBatch(Generic[C]):
 
     def __iter__(self) -> Iterator[CurrentJob[C]]:
         return iter(self._items)
-
-    @property
-    def clock(self) -> ClockHandle:
-        """The service's application clock."""
-        return self._clock
-
-    @property
-    def backend_name(self) -> str:
-        """``"postgres"`` or ``"sqlite"``."""
-        return self._backend.name
-
-    @property
-    def pool(self) -> AsyncConnectionPool[Any]:
-        """The service's psycopg pool (PostgreSQL only), for work that need not commit with
-        the outcomes."""
-        from job.backends.postgres import PostgresBackend
-
-        if not isinstance(self._backend, PostgresBackend):
-            raise BackendMismatchError("CurrentBatch.pool", self._backend.name, "postgres")
-        return self._backend.pool
-
-    @property
-    def is_shutdown_requested(self) -> bool:
-        """True once the service has begun a graceful shutdown."""
-        return self._shutdown.is_set()
-
-    async def wait_for_shutdown(self) -> None:
-        """Return when a graceful shutdown begins."""
-        await self._shutdown.wait()
-
-    async def transaction(self) -> AsyncConnection[Any]:
-        """The batch's transaction (PostgreSQL): commits atomically with every item's
-        outcome. Same as any item's ``transaction()``."""
-        from psycopg import AsyncConnection
-
-        conn = await self._slot.begin("CurrentBatch.transaction()", "postgres")
-        assert isinstance(conn, AsyncConnection)
-        return conn
-
-    async def sqlite_transaction(self) -> SqliteTransaction:
-        """The SQLite twin of :meth:`transaction`."""
-        from job.backends.sqlite import SqliteTransaction
-
-        conn = await self._slot.begin("CurrentBatch.sqlite_transaction()", "sqlite")
-        assert isinstance(conn, SqliteTransaction)
-        return conn
 
     # -- isolation ----------------------------------------------------------------------------
 
@@ -316,9 +265,9 @@ class CurrentBatch(Generic[C]):
         return {item.id: outcomes[item.id] for item in self._items}
 
     async def _open_transaction(self, what: str) -> Any:
-        await self._slot.begin(what, None)
-        assert self._slot.open is not None
-        return self._slot.open
+        await self._tx.begin(what, None)
+        assert self._tx.open is not None
+        return self._tx.open
 
 
 class _UndoItemError(Exception):

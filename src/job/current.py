@@ -53,7 +53,76 @@ class _TransactionSlot:
             await tx.finish(commit=commit)
 
 
-class CurrentJob(Generic[C]):
+class _RunContext:
+    """What a run sees of the service, whether it runs one job (:class:`CurrentJob`) or a
+    batch (:class:`~job.batch.CurrentBatch`): the clock, the backend, the shutdown signal and
+    the runner transaction (one per run, shared by a batch's items)."""
+
+    _backend: Backend
+    _clock: ClockHandle
+    _shutdown: anyio.Event
+    _tx: _TransactionSlot
+
+    @property
+    def clock(self) -> ClockHandle:
+        """The service's application clock."""
+        return self._clock
+
+    @property
+    def backend_name(self) -> str:
+        """``"postgres"`` or ``"sqlite"``."""
+        return self._backend.name
+
+    @property
+    def pool(self) -> AsyncConnectionPool[Any]:
+        """The service's psycopg pool, for work that need not commit with the outcome
+        (PostgreSQL only: BackendMismatchError on SQLite)."""
+        from job.backends.postgres import PostgresBackend
+
+        if not isinstance(self._backend, PostgresBackend):
+            raise BackendMismatchError(
+                f"{type(self).__name__}.pool", self._backend.name, "postgres"
+            )
+        return self._backend.pool
+
+    @property
+    def is_shutdown_requested(self) -> bool:
+        """True once the service has begun a graceful shutdown. Never consumed."""
+        return self._shutdown.is_set()
+
+    async def wait_for_shutdown(self) -> None:
+        """Return when a graceful shutdown begins (race it against long work)."""
+        await self._shutdown.wait()
+
+    async def transaction(self) -> AsyncConnection[Any]:
+        """A psycopg connection inside a transaction that commits atomically with this run's
+        outcome (PostgreSQL; on SQLite use :meth:`sqlite_transaction`).
+
+        Write your business effects through it and return an outcome: the job's state change
+        is written into the same transaction and both commit together. If the runner raises,
+        or the job was reclaimed by another worker meanwhile, both roll back. Repeated calls
+        return the same connection. Do not commit or roll back yourself.
+        """
+        from psycopg import AsyncConnection
+
+        conn = await self._begin(f"{type(self).__name__}.transaction()", "postgres")
+        assert isinstance(conn, AsyncConnection)
+        return conn
+
+    async def sqlite_transaction(self) -> SqliteTransaction:
+        """The SQLite twin of :meth:`transaction`: a ``SqliteTransaction`` (``BEGIN
+        IMMEDIATE``, so it holds the file's write lock until the outcome commits with it)."""
+        from job.backends.sqlite import SqliteTransaction
+
+        conn = await self._begin(f"{type(self).__name__}.sqlite_transaction()", "sqlite")
+        assert isinstance(conn, SqliteTransaction)
+        return conn
+
+    async def _begin(self, what: str, needs: str | None) -> object:
+        return await self._tx.begin(what, needs)
+
+
+class CurrentJob(_RunContext, Generic[C]):
     """The job being run, handed to :meth:`JobRunner.run`."""
 
     def __init__(
@@ -115,35 +184,6 @@ class CurrentJob(Generic[C]):
     def scheduled_for(self) -> datetime:
         """When this run was due (application clock)."""
         return self._scheduled_for
-
-    @property
-    def clock(self) -> ClockHandle:
-        """The service's application clock."""
-        return self._clock
-
-    @property
-    def backend_name(self) -> str:
-        """``"postgres"`` or ``"sqlite"``."""
-        return self._backend.name
-
-    @property
-    def pool(self) -> AsyncConnectionPool[Any]:
-        """The service's psycopg pool, for work that need not commit with the outcome
-        (PostgreSQL only: BackendMismatchError on SQLite)."""
-        from job.backends.postgres import PostgresBackend
-
-        if not isinstance(self._backend, PostgresBackend):
-            raise BackendMismatchError("CurrentJob.pool", self._backend.name, "postgres")
-        return self._backend.pool
-
-    @property
-    def is_shutdown_requested(self) -> bool:
-        """True once the service has begun a graceful shutdown. Never consumed."""
-        return self._shutdown.is_set()
-
-    async def wait_for_shutdown(self) -> None:
-        """Return when a graceful shutdown begins (race it against long work)."""
-        await self._shutdown.wait()
 
     @property
     def cancel_requested(self) -> bool:
@@ -232,33 +272,6 @@ class CurrentJob(Generic[C]):
         except (ValueError, TypeError) as exc:
             raise JobConfigError(f"result cannot be stored as JSON: {exc}") from exc
         self._result = encoded
-
-    async def transaction(self) -> AsyncConnection[Any]:
-        """A psycopg connection inside a transaction that commits atomically with this run's
-        outcome (PostgreSQL; on SQLite use :meth:`sqlite_transaction`).
-
-        Write your business effects through it and return an outcome: the job's state change
-        is written into the same transaction and both commit together. If the runner raises,
-        or the job was reclaimed by another worker meanwhile, both roll back. Repeated calls
-        return the same connection. Do not commit or roll back yourself.
-        """
-        from psycopg import AsyncConnection
-
-        conn = await self._begin("CurrentJob.transaction()", "postgres")
-        assert isinstance(conn, AsyncConnection)
-        return conn
-
-    async def sqlite_transaction(self) -> SqliteTransaction:
-        """The SQLite twin of :meth:`transaction`: a ``SqliteTransaction`` (``BEGIN
-        IMMEDIATE``, so it holds the file's write lock until the outcome commits with it)."""
-        from job.backends.sqlite import SqliteTransaction
-
-        conn = await self._begin("CurrentJob.sqlite_transaction()", "sqlite")
-        assert isinstance(conn, SqliteTransaction)
-        return conn
-
-    async def _begin(self, what: str, needs: str | None) -> object:
-        return await self._tx.begin(what, needs)
 
     # -- used by the dispatcher --------------------------------------------------------------
 
