@@ -24,7 +24,7 @@ import pytest
 from job import Complete, JobConfigError, JobSpec, JobState, RetrySettings
 from job.limits import MAX_UNIQUE_KEY_CHARS
 from job.testing import wait_for_poll
-from tests.support import Cfg, FnInitializer
+from tests.support import Cfg, FnInitializer, complete
 
 pytestmark = pytest.mark.anyio
 
@@ -502,3 +502,21 @@ async def test_a_reclaim_wakes_the_next_job_of_the_freed_queue_in_another_servic
     await a.reclaim_lost_jobs()
     done = await b.await_completion(nxt.id, timeout=5)
     assert done.state is JobState.COMPLETED
+
+
+async def test_a_blocked_queue_backlog_does_not_use_up_the_claim(make_jobs):
+    """Queue q runs one job and has eight older-due siblings pending behind it; three
+    younger unqueued jobs are due too. A claim of three takes the three unqueued jobs: the
+    blocked backlog, larger than the claim, is filtered out before the limit applies."""
+    jobs = await make_jobs()
+    spawner = jobs.add_initializer(FnInitializer("blocked_backlog", complete))
+    backend = jobs._backend
+    now = jobs.clock.now()
+    head = await spawner.spawn(Cfg(n=0), queue_id="q", at=now - timedelta(minutes=10))
+    (running,) = await backend.claim(["blocked_backlog"], 1, now)
+    assert running.id == head.id
+    for n in range(1, 9):
+        await spawner.spawn(Cfg(n=n), queue_id="q", at=now - timedelta(minutes=9 - n / 10))
+    free = await spawner.spawn_many([Cfg(n=100 + n) for n in range(3)])
+    claimed = await backend.claim(["blocked_backlog"], 3, jobs.clock.now())
+    assert sorted(r.id for r in claimed) == sorted(j.id for j in free)
