@@ -223,13 +223,14 @@ class Poller:
         caps, batch_sizes = self._registry.caps, self._registry.batch_sizes
         plain: dict[str, int] = {}
         batched: dict[str, int] = {}
+        limited = self._queues.limited  # once per poll, not per type
         for job_type in self._registry.job_types:
             queue = self._registry.queues[job_type]
             if not self._queues.runs(queue):
                 continue
             cap = caps.get(job_type)
             free = units if cap is None else min(units, cap - running.get(job_type, 0))
-            if self._queues.limited:
+            if limited:
                 free = min(free, self._queue_free(queue))
             if free <= 0:
                 continue
