@@ -33,12 +33,15 @@ from job._threads import LoopThread
 from job.entity import Job
 
 __all__ = [
+    "AdminJobRow",
     "Backend",
     "ClaimedRow",
+    "JobQuery",
     "LostRow",
     "NewJob",
     "OutcomeWrite",
     "RunnerTransaction",
+    "WorkerRow",
 ]
 
 
@@ -96,6 +99,71 @@ class LostRow:
     job_type: str
     attempt: int
     stalled_secs: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    """What the admin reads (``job.admin``); every field narrows, None means any. Values are
+    always bound as statement parameters, never built into SQL."""
+
+    #: A JobState value.
+    state: str | None = None
+    #: Only these job types ([] matches nothing).
+    job_types: list[str] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    #: Case-insensitive substring of the id text, the job type or the unique key.
+    search: str | None = None
+    #: Keyset cursor: only jobs with a smaller id (lists run newest id first; generated ids
+    #: are UUIDv7, so that is newest spawned first).
+    before: UUID | None = None
+    #: Counting: ended jobs only if they ended at or after this (live ones always).
+    finished_after: datetime | None = None
+
+
+def like_pattern(search: str | None) -> str | None:
+    """``search`` as a LIKE pattern matching it anywhere, literally: its own ``%``, ``_`` and
+    backslashes escaped with a backslash (the statements say ``ESCAPE '\\'``)."""
+    if search is None:
+        return None
+    escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def query_params(query: JobQuery) -> dict[str, Any]:
+    """The filter parameters both backends' admin statements bind (times as given)."""
+    return {
+        "job_types": query.job_types,
+        "created_after": query.created_after,
+        "created_before": query.created_before,
+        "pattern": like_pattern(query.search),
+        "finished_after": query.finished_after,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class AdminJobRow:
+    id: UUID
+    job_type: str
+    state: str
+    attempt: int | None
+    unique_key: str | None
+    queue_id: str | None
+    created_at: datetime
+    execute_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    instance_id: UUID
+    host: str
+    pid: int
+    #: job_type -> {"queue": name, "priority": n}
+    job_types: dict[str, dict[str, Any]]
+    started_at: datetime
+    heartbeat_at: datetime
+    running: int = 0
 
 
 class RunnerTransaction(Protocol):
@@ -367,6 +435,49 @@ class Backend(Protocol):
         of any type may be ready), ``on_terminal()`` when it announces finished jobs, and
         ``on_cancel(job_id)`` when it announces a cancel request (``None``: re-check every
         running job). Reports started after its first connection attempt."""
+
+    # -- workers -----------------------------------------------------------------------------
+
+    async def register_worker(self, worker: WorkerRow) -> None:
+        """A polling service announces itself (``job_workers``); heartbeat_at is now."""
+
+    async def touch_worker(self, instance_id: UUID) -> bool:
+        """Refresh the worker's heartbeat_at (now: the database's clock, SQLite: wall); False
+        if it has no row (its registration failed, or the sweep forgot it)."""
+
+    async def unregister_worker(self, instance_id: UUID) -> None:
+        """The worker shut down: its row goes."""
+
+    async def list_workers(self) -> list[WorkerRow]:
+        """Registered workers with how many jobs each runs now, newest started first."""
+
+    async def prune_workers(self, silent_for: timedelta) -> int:
+        """Delete workers whose heartbeat is older than ``silent_for``; how many."""
+
+    # -- admin reads and deletes (job.admin) ------------------------------------------------
+
+    async def admin_list_jobs(self, query: JobQuery, limit: int) -> list[AdminJobRow]:
+        """Jobs matching ``query``, largest id first (UUIDv7: newest spawned first)."""
+
+    async def admin_count_jobs(self, query: JobQuery) -> list[tuple[str, str, int]]:
+        """(job_type, state, count) of the jobs matching ``query`` (its state is ignored)."""
+
+    async def admin_finished_times(
+        self, since: datetime, bucket_secs: float
+    ) -> list[tuple[int, str, int]]:
+        """Endings (``job_completed`` events) at or after ``since``: (bucket index, final
+        state, count), bucket ``i`` covering ``since + i * bucket_secs`` onwards."""
+
+    async def admin_queue_depths(self, now: datetime) -> list[tuple[str, int, int, float]]:
+        """Per job type with live jobs: (job_type, pending, running, seconds the oldest due
+        pending job has waited at ``now``, 0.0 if none is due)."""
+
+    async def delete_job(self, job_id: UUID) -> str:
+        """Delete an ended job and its history: ``"deleted"``, ``"live"`` (refused) or
+        ``"unknown"``."""
+
+    async def list_schedules(self) -> list[tuple[str, str, datetime]]:
+        """(name, spec, next_fire_at) of every seeded cron schedule, by name."""
 
     # -- reading -----------------------------------------------------------------------------
 

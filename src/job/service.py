@@ -47,6 +47,7 @@ from job._registry import Registry
 from job._retention import Pruner
 from job._scheduler import Scheduler
 from job._waiters import CompletionWaiters
+from job._workers import WorkerPresence
 from job.backends import create_backend
 from job.batch import BatchedJobInitializer
 from job.clock import ClockHandle, _Offset
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
     from psycopg_pool import AsyncConnectionPool
 
+    from job.admin import Admin
     from job.backends.sqlite import SqliteTransaction
 
 __all__ = ["Jobs"]
@@ -118,6 +120,7 @@ class Jobs(Operations):
         self._queue_settings: QueueSettings | None = None
         self._scheduler = Scheduler(backend=self._backend, clock=self._clock)
         self._pruner: Pruner | None = None
+        self._presence: WorkerPresence | None = None
         self._dispatcher: Dispatcher | None = None
         self._tg: TaskGroup | None = None
         # The backend's listener runs from start_poll(), or from the first await of a
@@ -260,6 +263,9 @@ class Jobs(Operations):
             on_change=self._wake_poller,
         )
         await queue_settings.refresh()  # a paused queue is not claimed, not even at first
+        presence = WorkerPresence(backend=backend, registry=self._registry, clock=self._clock)
+        await presence.register()
+        self._presence = presence
         poller = Poller(
             backend=backend,
             registry=self._registry,
@@ -305,10 +311,11 @@ class Jobs(Operations):
             tg.start_soon(cancel_watcher.run, name="job-cancel-watcher")
             tg.start_soon(queue_settings.run, name="job-queue-settings")
             tg.start_soon(leadership.run, name="job-leader-lease")
+            tg.start_soon(presence.run, name="job-worker-presence")
             tg.start_soon(self._scheduler.run, leadership, name="job-cron")
             tg.start_soon(
                 leadership.run_while_leader,
-                pruner.prune_once,
+                lambda: _sweep(pruner, presence),
                 cfg.poller_config.prune_interval.total_seconds(),
                 "retention sweep",
                 name="job-retention",
@@ -381,6 +388,8 @@ class Jobs(Operations):
                         job_id,
                         job_type,
                     )
+        if self._presence is not None:
+            await self._presence.unregister()
         with anyio.move_on_after(self._config.poller_config.shutdown_timeout.total_seconds()):
             await self._backend.flush_announcements()
 
@@ -414,6 +423,14 @@ class Jobs(Operations):
     def instance_id(self) -> UUID:
         """This service instance's id: the owner recorded on the jobs it runs."""
         return self._instance_id
+
+    @property
+    def admin(self) -> Admin:
+        """The admin API on this service: list, count, retry, cancel and delete jobs; queues,
+        schedules, workers and stats (see ``job.admin`` and docs/operations.md)."""
+        from job.admin import Admin
+
+        return Admin(self)
 
     @property
     def running_count(self) -> int:
@@ -563,3 +580,9 @@ class Jobs(Operations):
         """A job of ``job_type`` (None: of any type) may be ready."""
         if self._poller is not None and (job_type is None or job_type in self._registry):
             self._poller.wake()
+
+
+async def _sweep(pruner: Pruner, presence: WorkerPresence) -> None:
+    """The leader's retention sweep: ended jobs past their windows, then silent workers."""
+    await pruner.prune_once()
+    await presence.forget_silent()

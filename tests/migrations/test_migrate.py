@@ -64,6 +64,10 @@ RELEASED: dict[int, tuple[str, str]] = {
         "0006_priorities_queues.sql",
         "689455b85482f59fcbc5370cf20766d8cd4229ed15bd314e7d333e4c8eb8d939",
     ),
+    7: (
+        "0007_workers.sql",
+        "c0b5bfec7f5fa9691b5e39bb71cf60aae8483759960da9f9e853d493bf4f453b",
+    ),
 }
 
 MIGRATION_FILE = re.compile(r"^\d{4}_\w+\.sql$")
@@ -360,6 +364,12 @@ EXPECTED_COLUMNS = {
     ("job_queue_settings", "name", "text", "NO", None),
     ("job_queue_settings", "paused", "bool", "NO", "false"),
     ("job_queue_settings", "concurrency", "int4", "YES", None),
+    ("job_workers", "instance_id", "uuid", "NO", None),
+    ("job_workers", "host", "text", "NO", None),
+    ("job_workers", "pid", "int4", "NO", None),
+    ("job_workers", "job_types", "jsonb", "NO", None),
+    ("job_workers", "started_at", "timestamptz", "NO", None),
+    ("job_workers", "heartbeat_at", "timestamptz", "NO", None),
     ("job_queues", "queue_id", "text", "NO", None),
     ("job_queues", "running_id", "uuid", "YES", None),
     ("jobs", "queue_id", "text", "YES", None),
@@ -386,6 +396,11 @@ EXPECTED_INDEXES = {
         "job_queue_settings_pkey",
         "CREATE UNIQUE INDEX job_queue_settings_pkey ON public.job_queue_settings"
         " USING btree (name)",
+    ),
+    (
+        "job_workers",
+        "job_workers_pkey",
+        "CREATE UNIQUE INDEX job_workers_pkey ON public.job_workers USING btree (instance_id)",
     ),
     (
         "job_executions",
@@ -482,6 +497,7 @@ EXPECTED_CONSTRAINTS = {
     ("job_schedules", "job_schedules_pkey", "PRIMARY KEY (name)"),
     ("job_rate_limits", "job_rate_limits_pkey", "PRIMARY KEY (scope)"),
     ("job_queue_settings", "job_queue_settings_pkey", "PRIMARY KEY (name)"),
+    ("job_workers", "job_workers_pkey", "PRIMARY KEY (instance_id)"),
 }
 
 EXPECTED_ENUMS = {"job_execution_state": ["pending", "running"]}
@@ -553,6 +569,10 @@ RELEASED_SQLITE: dict[int, tuple[str, str]] = {
     6: (
         "0006_priorities_queues.sql",
         "328d20060204727781270d8a016428a1dbe7d73b7a7545a9af33e7ec5faed532",
+    ),
+    7: (
+        "0007_workers.sql",
+        "1ccb632792adee44c1a03cba313b89f3e49887cae133f4232fa04668cad5fbfd",
     ),
 }
 

@@ -53,6 +53,7 @@ def test_run_migrations_is_idempotent_and_recorded(tmp_path: Path) -> None:
             (4, "leases_schedules"),
             (5, "rate_limits"),
             (6, "priorities_queues"),
+            (7, "workers"),
         ]
         assert rows[0][2] > 1_600_000_000 * 1_000_000  # microseconds since the epoch
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}

@@ -687,3 +687,133 @@ ON CONFLICT (name) DO UPDATE SET paused = excluded.paused;
 -- name: set_queue_concurrency
 INSERT INTO job_queue_settings AS s (name, concurrency) VALUES (%(name)s, %(concurrency)s)
 ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency;
+
+-- name: register_worker
+-- A polling service's row (job_workers): inserted at start_poll, or re-inserted by a
+-- heartbeat that found it gone. Times on the database's clock.
+INSERT INTO job_workers (instance_id, host, pid, job_types, started_at, heartbeat_at)
+VALUES (%(instance_id)s::uuid, %(host)s, %(pid)s::int, %(job_types)s::jsonb,
+        clock_timestamp(), clock_timestamp())
+ON CONFLICT (instance_id) DO UPDATE
+SET host = excluded.host, pid = excluded.pid, job_types = excluded.job_types,
+    heartbeat_at = excluded.heartbeat_at;
+
+-- name: touch_worker
+UPDATE job_workers SET heartbeat_at = clock_timestamp() WHERE instance_id = %(instance_id)s::uuid;
+
+-- name: unregister_worker
+DELETE FROM job_workers WHERE instance_id = %(instance_id)s::uuid;
+
+-- name: list_workers
+-- Every registered worker with how many jobs it runs now (idx_job_executions_running).
+SELECT w.instance_id, w.host, w.pid, w.job_types, w.started_at, w.heartbeat_at,
+       (SELECT count(*) FROM job_executions AS x
+        WHERE x.state = 'running' AND x.poller_instance_id = w.instance_id)::int
+FROM job_workers AS w
+ORDER BY w.started_at DESC, w.instance_id;
+
+-- name: prune_workers
+DELETE FROM job_workers WHERE heartbeat_at < clock_timestamp() - %(silent_for)s::interval;
+
+-- name: admin_list_jobs
+-- The admin's job list (job.admin): largest id first (the primary key, walked backwards; ids
+-- are UUIDv7, so newest spawned first), keyset-paginated on id. A job's state is its live row's,
+-- else its latest ending's. Every filter is a bound parameter (NULL: any); `pattern` is a LIKE
+-- pattern whose wildcards the caller escaped with a backslash.
+SELECT j.id, j.job_type, COALESCE(x.state::text, f.state, 'unknown'),
+       COALESCE(x.attempt, f.attempt), j.unique_key, j.queue_id, j.created_at,
+       CASE WHEN x.execute_at BETWEEN '0001-01-02 00:00:00+00' AND '9999-12-30 00:00:00+00'
+            THEN x.execute_at END,
+       f.finished_at
+FROM jobs AS j
+LEFT JOIN job_executions AS x ON x.id = j.id
+LEFT JOIN LATERAL (
+    SELECT ev.event ->> 'state' AS state, ev.recorded_at AS finished_at,
+           (SELECT (a.event ->> 'attempt')::int FROM job_events AS a
+            WHERE a.job_id = j.id AND a.event ? 'attempt'
+            ORDER BY a.sequence DESC LIMIT 1) AS attempt
+    FROM job_events AS ev
+    WHERE ev.job_id = j.id AND ev.event_type = 'job_completed'
+    ORDER BY ev.sequence DESC
+    LIMIT 1
+) AS f ON x.id IS NULL
+WHERE (%(job_types)s::text[] IS NULL OR j.job_type = ANY(%(job_types)s::text[]))
+  AND (%(created_after)s::timestamptz IS NULL OR j.created_at >= %(created_after)s::timestamptz)
+  AND (%(created_before)s::timestamptz IS NULL OR j.created_at < %(created_before)s::timestamptz)
+  AND (%(before)s::uuid IS NULL OR j.id < %(before)s::uuid)
+  AND (%(pattern)s::text IS NULL
+       OR j.id::text ILIKE %(pattern)s::text ESCAPE '\'
+       OR j.job_type ILIKE %(pattern)s::text ESCAPE '\'
+       OR j.unique_key ILIKE %(pattern)s::text ESCAPE '\')
+  AND (%(state)s::text IS NULL OR COALESCE(x.state::text, f.state) = %(state)s::text)
+ORDER BY j.id DESC
+LIMIT %(limit)s::int;
+
+-- name: admin_count_jobs
+-- (job_type, state, count) of the jobs matching the filters: live ones by their row's state,
+-- ended ones by their latest ending (at or after `finished_after`, if given).
+WITH matching AS (
+    SELECT j.id, j.job_type FROM jobs AS j
+    WHERE (%(job_types)s::text[] IS NULL OR j.job_type = ANY(%(job_types)s::text[]))
+      AND (%(created_after)s::timestamptz IS NULL
+           OR j.created_at >= %(created_after)s::timestamptz)
+      AND (%(created_before)s::timestamptz IS NULL
+           OR j.created_at < %(created_before)s::timestamptz)
+      AND (%(pattern)s::text IS NULL
+           OR j.id::text ILIKE %(pattern)s::text ESCAPE '\'
+           OR j.job_type ILIKE %(pattern)s::text ESCAPE '\'
+           OR j.unique_key ILIKE %(pattern)s::text ESCAPE '\')
+)
+SELECT m.job_type, x.state::text, count(*)::int
+FROM matching AS m JOIN job_executions AS x ON x.id = m.id
+GROUP BY 1, 2
+UNION ALL
+SELECT m.job_type, e.event ->> 'state', count(*)::int
+FROM matching AS m JOIN job_events AS e ON e.job_id = m.id
+WHERE e.event_type = 'job_completed'
+  AND (%(finished_after)s::timestamptz IS NULL
+       OR e.recorded_at >= %(finished_after)s::timestamptz)
+  AND NOT EXISTS (SELECT 1 FROM job_executions AS x WHERE x.id = m.id)
+  AND NOT EXISTS (
+      SELECT 1 FROM job_events AS later
+      WHERE later.job_id = m.id AND later.event_type = 'job_completed'
+        AND later.sequence > e.sequence)
+GROUP BY 1, 2;
+
+-- name: admin_finished_times
+-- Endings since `since` per bucket of `bucket_secs` and final state (idx_job_events_finished).
+SELECT floor(extract(epoch FROM e.recorded_at - %(since)s::timestamptz)
+             / %(bucket_secs)s::float8)::int,
+       e.event ->> 'state', count(*)::int
+FROM job_events AS e
+WHERE e.event_type = 'job_completed' AND e.recorded_at >= %(since)s::timestamptz
+GROUP BY 1, 2;
+
+-- name: admin_queue_depths
+-- Per job type with live jobs: pending, running, and how long the oldest due pending job has
+-- waited at `now` (seconds).
+SELECT job_type,
+       count(*) FILTER (WHERE state = 'pending')::int,
+       count(*) FILTER (WHERE state = 'running')::int,
+       COALESCE(extract(epoch FROM %(now)s::timestamptz - min(execute_at)
+                FILTER (WHERE state = 'pending' AND execute_at <= %(now)s::timestamptz)),
+                0)::float8
+FROM job_executions
+GROUP BY job_type;
+
+-- name: delete_job
+-- Admin delete of an ended job: history and jobs row, under the jobs row's lock (a concurrent
+-- requeue waits); a live job is left alone. Returns whether it was live.
+WITH target AS MATERIALIZED (
+    SELECT j.id, EXISTS (SELECT 1 FROM job_executions AS x WHERE x.id = j.id) AS live
+    FROM jobs AS j WHERE j.id = %(id)s::uuid
+    FOR UPDATE OF j
+), events_gone AS (
+    DELETE FROM job_events AS e USING target AS t WHERE e.job_id = t.id AND NOT t.live
+), job_gone AS (
+    DELETE FROM jobs AS j USING target AS t WHERE j.id = t.id AND NOT t.live
+)
+SELECT live FROM target;
+
+-- name: list_schedules
+SELECT name, spec, next_fire_at FROM job_schedules ORDER BY name;

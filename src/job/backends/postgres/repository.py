@@ -20,7 +20,16 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from job import _events as ev
-from job._backend import ClaimedRow, LostRow, NewJob, OutcomeWrite
+from job._backend import (
+    AdminJobRow,
+    ClaimedRow,
+    JobQuery,
+    LostRow,
+    NewJob,
+    OutcomeWrite,
+    WorkerRow,
+    query_params,
+)
 from job._ratelimit import token_wait
 from job.backends.postgres import _queries as q
 from job.entity import Job, JobEvent, JobState
@@ -424,6 +433,86 @@ class Repository:
             else:
                 params = {"name": name, "concurrency": concurrency}
                 await c.execute(q.SET_QUEUE_CONCURRENCY, params)
+
+    # -- workers -----------------------------------------------------------------------------
+
+    async def register_worker(self, worker: WorkerRow) -> None:
+        params = {
+            "instance_id": worker.instance_id,
+            "host": worker.host,
+            "pid": worker.pid,
+            "job_types": json.dumps(worker.job_types),
+        }
+        async with self._conn(None) as c:
+            await c.execute(q.REGISTER_WORKER, params)
+
+    async def touch_worker(self, instance_id: UUID) -> bool:
+        async with self._conn(None) as c:
+            cur = await c.execute(q.TOUCH_WORKER, {"instance_id": instance_id})
+            return cur.rowcount > 0
+
+    async def unregister_worker(self, instance_id: UUID) -> None:
+        async with self._conn(None) as c:
+            await c.execute(q.UNREGISTER_WORKER, {"instance_id": instance_id})
+
+    async def list_workers(self) -> list[WorkerRow]:
+        async with self._conn(None) as c:
+            rows = await (await c.execute(q.LIST_WORKERS)).fetchall()
+        return [
+            WorkerRow(
+                instance_id=r[0],
+                host=r[1],
+                pid=r[2],
+                job_types=r[3] if isinstance(r[3], dict) else {},
+                started_at=r[4],
+                heartbeat_at=r[5],
+                running=r[6],
+            )
+            for r in rows
+        ]
+
+    async def prune_workers(self, silent_for: timedelta) -> int:
+        async with self._conn(None) as c:
+            return (await c.execute(q.PRUNE_WORKERS, {"silent_for": silent_for})).rowcount
+
+    # -- admin reads and deletes -------------------------------------------------------------
+
+    async def admin_list_jobs(self, query: JobQuery, limit: int) -> list[AdminJobRow]:
+        params = {**query_params(query), "state": query.state, "before": query.before}
+        params["limit"] = limit
+        async with self._conn(None) as c:
+            rows = await (await c.execute(q.ADMIN_LIST_JOBS, params)).fetchall()
+        return [AdminJobRow(*r) for r in rows]
+
+    async def admin_count_jobs(self, query: JobQuery) -> list[tuple[str, str, int]]:
+        async with self._conn(None) as c:
+            rows = await (await c.execute(q.ADMIN_COUNT_JOBS, query_params(query))).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def admin_finished_times(
+        self, since: datetime, bucket_secs: float
+    ) -> list[tuple[int, str, int]]:
+        params = {"since": since, "bucket_secs": bucket_secs}
+        async with self._conn(None) as c:
+            rows = await (await c.execute(q.ADMIN_FINISHED_TIMES, params)).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def admin_queue_depths(self, now: datetime) -> list[tuple[str, int, int, float]]:
+        async with self._conn(None) as c:
+            rows = await (await c.execute(q.ADMIN_QUEUE_DEPTHS, {"now": now})).fetchall()
+        return [(r[0], r[1], r[2], max(0.0, r[3])) for r in rows]
+
+    async def delete_job(self, job_id: UUID) -> str:
+        async with self._conn(None) as c, c.transaction():
+            row = await (await c.execute(q.DELETE_JOB, {"id": job_id})).fetchone()
+        if row is None:
+            return "unknown"
+        return "live" if row[0] else "deleted"
+
+    async def list_schedules(self) -> list[tuple[str, str, datetime]]:
+        async with self._conn(None) as c:
+            rows = await (await c.execute(q.LIST_SCHEDULES)).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
 
     def _finished_elsewhere(self) -> None:
         """Jobs reached a terminal state without the engine writing it (a cancel request):

@@ -49,7 +49,16 @@ import anyio
 from anyio.abc import TaskStatus
 
 from job import _events as ev
-from job._backend import ClaimedRow, LostRow, NewJob, OutcomeWrite
+from job._backend import (
+    AdminJobRow,
+    ClaimedRow,
+    JobQuery,
+    LostRow,
+    NewJob,
+    OutcomeWrite,
+    WorkerRow,
+    query_params,
+)
 from job._ratelimit import refilled, token_wait
 from job._threads import HeartbeatLoop, LoopThread
 from job.backends.sqlite import _queries as q
@@ -410,6 +419,32 @@ def _list_job_ids(
         sql = q.LIST_FINISHED_JOBS
     rows = db.execute(sql, {"state": state, "job_type": job_type, "limit": limit}).fetchall()
     return [UUID(r[0]) for r in rows]
+
+
+def _sqlite_query_params(query: JobQuery) -> dict[str, Any]:
+    params = query_params(query)
+    types = params["job_types"]
+    params["job_types"] = None if types is None else json.dumps(types)
+    for key in ("created_after", "created_before", "finished_after"):
+        if params[key] is not None:
+            params[key] = _us(params[key])
+    return params
+
+
+def _worker(row: tuple[Any, ...]) -> WorkerRow:
+    try:
+        job_types = json.loads(row[3])
+    except (TypeError, ValueError):
+        job_types = {}
+    return WorkerRow(
+        instance_id=UUID(row[0]),
+        host=row[1],
+        pid=row[2],
+        job_types=job_types if isinstance(job_types, dict) else {},
+        started_at=_required_time(row[4]),
+        heartbeat_at=_required_time(row[5]),
+        running=row[6],
+    )
 
 
 def _acquire_lease(db: sqlite3.Connection, name: str, holder: str, ttl_us: int) -> bool:
@@ -1008,6 +1043,107 @@ class SqliteBackend:
             return {r[0]: (bool(r[1]), r[2]) for r in rows}
 
         return await self._read(None, op)
+
+    # -- workers -----------------------------------------------------------------------------
+
+    async def register_worker(self, worker: WorkerRow) -> None:
+        params = {
+            "instance_id": str(worker.instance_id),
+            "host": worker.host,
+            "pid": worker.pid,
+            "job_types": json.dumps(worker.job_types),
+            "now": _wall_us(),
+        }
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(q.REGISTER_WORKER, params)
+
+        await self._write(None, op)
+
+    async def touch_worker(self, instance_id: UUID) -> bool:
+        params = {"instance_id": str(instance_id), "now": _wall_us()}
+        return await self._write(None, lambda db: db.execute(q.TOUCH_WORKER, params).rowcount > 0)
+
+    async def unregister_worker(self, instance_id: UUID) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(q.UNREGISTER_WORKER, {"instance_id": str(instance_id)})
+
+        await self._write(None, op)
+
+    async def list_workers(self) -> list[WorkerRow]:
+        rows = await self._read(None, lambda db: db.execute(q.LIST_WORKERS).fetchall())
+        return [_worker(r) for r in rows]
+
+    async def prune_workers(self, silent_for: timedelta) -> int:
+        before = _wall_us() - silent_for // _US
+        return await self._write(
+            None, lambda db: db.execute(q.PRUNE_WORKERS, {"before": before}).rowcount
+        )
+
+    # -- admin reads and deletes -------------------------------------------------------------
+
+    async def admin_list_jobs(self, query: JobQuery, limit: int) -> list[AdminJobRow]:
+        params = _sqlite_query_params(query)
+        params.update(
+            state=query.state,
+            before=None if query.before is None else str(query.before),
+            limit=limit,
+        )
+        rows = await self._read(None, lambda db: db.execute(q.ADMIN_LIST_JOBS, params).fetchall())
+        return [
+            AdminJobRow(
+                id=UUID(r[0]),
+                job_type=r[1],
+                state=r[2],
+                attempt=r[3],
+                unique_key=r[4],
+                queue_id=r[5],
+                created_at=_required_time(r[6]),
+                execute_at=_time(r[7]),
+                finished_at=None if r[8] is None else _required_time(r[8]),
+            )
+            for r in rows
+        ]
+
+    async def admin_count_jobs(self, query: JobQuery) -> list[tuple[str, str, int]]:
+        params = _sqlite_query_params(query)
+        rows = await self._read(None, lambda db: db.execute(q.ADMIN_COUNT_JOBS, params).fetchall())
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def admin_finished_times(
+        self, since: datetime, bucket_secs: float
+    ) -> list[tuple[int, str, int]]:
+        params = {"since": _us(since), "bucket_us": max(1, int(bucket_secs * 1_000_000))}
+        rows = await self._read(
+            None, lambda db: db.execute(q.ADMIN_FINISHED_TIMES, params).fetchall()
+        )
+        return [(int(r[0]), r[1], r[2]) for r in rows]
+
+    async def admin_queue_depths(self, now: datetime) -> list[tuple[str, int, int, float]]:
+        params = {"now": _us(now)}
+        rows = await self._read(
+            None, lambda db: db.execute(q.ADMIN_QUEUE_DEPTHS, params).fetchall()
+        )
+        return [(r[0], int(r[1]), int(r[2]), max(0.0, r[3] / 1_000_000)) for r in rows]
+
+    async def delete_job(self, job_id: UUID) -> str:
+        key = str(job_id)
+
+        def op(db: sqlite3.Connection) -> str:
+            live, exists = db.execute(q.JOB_IS_LIVE, {"id": key}).fetchone()
+            if not exists:
+                return "unknown"
+            if live:
+                return "live"
+            db.execute(q.DROP_JOB_EVENTS, {"id": key})
+            db.execute(q.DROP_JOB, {"id": key})
+            return "deleted"
+
+        return await self._write(None, op)
+
+    async def list_schedules(self) -> list[tuple[str, str, datetime]]:
+        rows = await self._read(None, lambda db: db.execute(q.LIST_SCHEDULES).fetchall())
+        return [(r[0], r[1], _required_time(r[2])) for r in rows]
 
     async def set_queue_setting(
         self, name: str, *, paused: bool | None = None, concurrency: int | None = None

@@ -439,3 +439,112 @@ ON CONFLICT (name) DO UPDATE SET paused = excluded.paused;
 -- name: set_queue_concurrency
 INSERT INTO job_queue_settings (name, concurrency) VALUES (:name, :concurrency)
 ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency;
+
+-- name: register_worker
+-- A polling service's row (see the PostgreSQL statement); times on the wall clock.
+INSERT INTO job_workers (instance_id, host, pid, job_types, started_at, heartbeat_at)
+VALUES (:instance_id, :host, :pid, :job_types, :now, :now)
+ON CONFLICT (instance_id) DO UPDATE
+SET host = excluded.host, pid = excluded.pid, job_types = excluded.job_types,
+    heartbeat_at = excluded.heartbeat_at;
+
+-- name: touch_worker
+UPDATE job_workers SET heartbeat_at = :now WHERE instance_id = :instance_id;
+
+-- name: unregister_worker
+DELETE FROM job_workers WHERE instance_id = :instance_id;
+
+-- name: list_workers
+SELECT w.instance_id, w.host, w.pid, w.job_types, w.started_at, w.heartbeat_at,
+       (SELECT count(*) FROM job_executions AS x
+        WHERE x.state = 'running' AND x.poller_instance_id = w.instance_id)
+FROM job_workers AS w
+ORDER BY w.started_at DESC, w.instance_id;
+
+-- name: prune_workers
+DELETE FROM job_workers WHERE heartbeat_at < :before;
+
+-- name: admin_list_jobs
+-- The admin's job list (see the PostgreSQL statement): largest id first, keyset on id; a
+-- job's state is its live row's, else its latest ending's. Filters are bound (NULL: any);
+-- :job_types is a JSON array; :pattern a LIKE pattern escaped with a backslash.
+SELECT id, job_type, state, attempt, unique_key, queue_id, created_at, execute_at, finished_at
+FROM (
+    SELECT j.id, j.job_type, j.unique_key, j.queue_id, j.created_at,
+           x.execute_at,
+           COALESCE(x.state, (
+               SELECT json_extract(ev.event, '$.state') FROM job_events AS ev
+               WHERE ev.job_id = j.id AND ev.event_type = 'job_completed'
+               ORDER BY ev.sequence DESC LIMIT 1), 'unknown') AS state,
+           COALESCE(x.attempt, CASE WHEN x.id IS NULL THEN (
+               SELECT json_extract(a.event, '$.attempt') FROM job_events AS a
+               WHERE a.job_id = j.id AND json_extract(a.event, '$.attempt') IS NOT NULL
+               ORDER BY a.sequence DESC LIMIT 1) END) AS attempt,
+           CASE WHEN x.id IS NULL THEN (
+               SELECT ev.recorded_at FROM job_events AS ev
+               WHERE ev.job_id = j.id AND ev.event_type = 'job_completed'
+               ORDER BY ev.sequence DESC LIMIT 1) END AS finished_at
+    FROM jobs AS j
+    LEFT JOIN job_executions AS x ON x.id = j.id
+    WHERE (:job_types IS NULL OR j.job_type IN (SELECT value FROM json_each(:job_types)))
+      AND (:created_after IS NULL OR j.created_at >= :created_after)
+      AND (:created_before IS NULL OR j.created_at < :created_before)
+      AND (:before IS NULL OR j.id < :before)
+      AND (:pattern IS NULL
+           OR j.id LIKE :pattern ESCAPE '\'
+           OR j.job_type LIKE :pattern ESCAPE '\'
+           OR j.unique_key LIKE :pattern ESCAPE '\')
+)
+WHERE (:state IS NULL OR state = :state)
+ORDER BY id DESC
+LIMIT :limit;
+
+-- name: admin_count_jobs
+-- (job_type, state, count) of the matching jobs (see the PostgreSQL statement).
+WITH matching AS (
+    SELECT j.id, j.job_type FROM jobs AS j
+    WHERE (:job_types IS NULL OR j.job_type IN (SELECT value FROM json_each(:job_types)))
+      AND (:created_after IS NULL OR j.created_at >= :created_after)
+      AND (:created_before IS NULL OR j.created_at < :created_before)
+      AND (:pattern IS NULL
+           OR j.id LIKE :pattern ESCAPE '\'
+           OR j.job_type LIKE :pattern ESCAPE '\'
+           OR j.unique_key LIKE :pattern ESCAPE '\')
+)
+SELECT m.job_type, x.state, count(*)
+FROM matching AS m JOIN job_executions AS x ON x.id = m.id
+GROUP BY 1, 2
+UNION ALL
+SELECT m.job_type, json_extract(e.event, '$.state'), count(*)
+FROM matching AS m JOIN job_events AS e ON e.job_id = m.id
+WHERE e.event_type = 'job_completed'
+  AND (:finished_after IS NULL OR e.recorded_at >= :finished_after)
+  AND NOT EXISTS (SELECT 1 FROM job_executions AS x WHERE x.id = m.id)
+  AND NOT EXISTS (
+      SELECT 1 FROM job_events AS later
+      WHERE later.job_id = m.id AND later.event_type = 'job_completed'
+        AND later.sequence > e.sequence)
+GROUP BY 1, 2;
+
+-- name: admin_finished_times
+-- Endings since :since per bucket of :bucket_us microseconds and final state.
+SELECT (e.recorded_at - :since) / :bucket_us, json_extract(e.event, '$.state'), count(*)
+FROM job_events AS e
+WHERE e.event_type = 'job_completed' AND e.recorded_at >= :since
+GROUP BY 1, 2;
+
+-- name: admin_queue_depths
+SELECT job_type,
+       sum(state = 'pending'),
+       sum(state = 'running'),
+       COALESCE(:now - min(CASE WHEN state = 'pending' AND execute_at <= :now
+                                THEN execute_at END), 0)
+FROM job_executions
+GROUP BY job_type;
+
+-- name: job_is_live
+SELECT EXISTS (SELECT 1 FROM job_executions WHERE id = :id),
+       EXISTS (SELECT 1 FROM jobs WHERE id = :id);
+
+-- name: list_schedules
+SELECT name, spec, next_fire_at FROM job_schedules ORDER BY name;
