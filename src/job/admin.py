@@ -488,4 +488,8 @@ def _as_uuid(value: object) -> UUID:
 def _text(value: object, what: str, max_length: int) -> str:
     if not isinstance(value, str) or not value or len(value) > max_length or "\x00" in value:
         raise ConfigError(f"{what} must be a string of 1 to {max_length} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{what} is not valid text (a lone surrogate)") from None
     return value

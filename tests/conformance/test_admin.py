@@ -154,8 +154,11 @@ async def test_search_matches_literally_and_never_reaches_sql(make_jobs):
     assert await found("search_me") == {plain, percent, quoted}
     assert (await admin.count_jobs(JobFilter(search=hostile)))[JobState.PENDING] == 1
     assert (await admin.count_jobs())[JobState.PENDING] == 3  # the table is still there
-    with pytest.raises(ConfigError):
-        await admin.list_jobs(JobFilter(search="x" * 201))
+    for unstorable in ["x" * 201, "a\x00b", "\ud800"]:
+        with pytest.raises(ConfigError):
+            await admin.list_jobs(JobFilter(search=unstorable))
+        with pytest.raises(ConfigError):
+            await admin.count_jobs(JobFilter(job_type=unstorable))
 
 
 async def test_created_window_narrows_lists_and_counts(make_jobs):
