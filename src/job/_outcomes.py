@@ -21,6 +21,7 @@ from uuid import UUID
 
 import anyio
 
+from job import _metrics
 from job._backend import Backend, OutcomeWrite
 from job.clock import ClockHandle
 from job.errors import DatabaseError
@@ -79,6 +80,9 @@ class OutcomeWriter:
         self._idle = anyio.Event()
         self._idle.set()
         self._closing = False
+        #: Runs put back to pending so far (retries, reschedules): job.testing.drain polls
+        #: again after any, since the job may be due at once.
+        self.rescheduled_total = 0
 
     async def submit(self, write: OutcomeWrite) -> WriteResult:
         """Queue one outcome and wait until it is written (or given up on).
@@ -194,10 +198,12 @@ class OutcomeWriter:
         for pending in batch:
             if (pending.write.id, pending.write.claim_token) in applied:
                 result = WriteResult.APPLIED
+                _metrics.outcome_applied(pending.write)
                 if pending.write.terminal:
                     terminal.append(pending.write.id)
                 else:
                     rescheduled = True
+                    self.rescheduled_total += 1
             else:
                 result = WriteResult.FENCED
             if not pending.done.done():  # cancelled if its run was cancelled meanwhile

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import anyio
 import pytest
 
 from job import (
@@ -20,8 +21,8 @@ from job import (
     RetryLater,
     RetrySettings,
 )
-from job.testing import assert_spawned, drain, spawned, wait_for_attempt
-from tests.support import Cfg, FnInitializer, complete
+from job.testing import assert_spawned, drain, spawned, wait_for_attempt, wait_for_poll
+from tests.support import Cfg, FnInitializer, complete, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -137,3 +138,45 @@ async def test_the_plugin_gives_a_service_on_a_temporary_sqlite_file(job_service
     result = await drain(jobs)
     assert [j.id for j in result.jobs] in ([job.id], [])  # reported unless it ended before
     assert (await jobs.find(job.id)).state is JobState.COMPLETED
+
+
+async def test_drain_waits_for_a_run_in_progress_that_puts_itself_back_due_now(make_jobs):
+    """A run already in progress when drain() is called ends with RescheduleNow after drain's
+    own poll: drain must run the job again, not return between the write and the claim its
+    write triggers (the cause of a flaky rate-limit test, where a rate-limited run was put
+    back due at once)."""
+    gate = anyio.Event()
+    runs: list[int] = []
+
+    async def first_waits(current):
+        runs.append(current.attempt)
+        if len(runs) == 1:
+            await gate.wait()
+            return RescheduleNow()
+        return Complete()
+
+    jobs = await make_jobs()
+    spawner = jobs.add_initializer(FnInitializer("drain_race", first_waits))
+    job = await spawner.spawn(Cfg())
+    await jobs.start_poll()
+    await wait_until(_true_when(lambda: len(runs) == 1), what="the first run to start")
+    result = None
+
+    async def drain_now() -> None:
+        nonlocal result
+        result = await drain(jobs)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(drain_now)
+        await wait_for_poll(jobs)  # drain's first poll is over: its run is the one in progress
+        gate.set()
+    assert len(runs) == 2
+    assert (await jobs.find(job.id)).state is JobState.COMPLETED
+    assert result is not None and result.runs == 2
+
+
+def _true_when(condition):
+    async def check() -> bool:
+        return condition()
+
+    return check

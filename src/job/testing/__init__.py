@@ -112,7 +112,10 @@ async def drain(jobs: Jobs, *, timeout: float = 30.0) -> DrainResult:
     try:
         with anyio.fail_after(timeout):
             while True:
-                before = dispatcher.started_total
+                # Settled once a whole round started no run and put none back to pending: a
+                # run that ended in this round with a retry or reschedule may be due at once,
+                # and the poll its write triggers may not have claimed it yet.
+                before = (dispatcher.started_total, writer.rescheduled_total)
                 await jobs._wait_for_poll()
                 await dispatcher.wait_idle()
                 await writer.wait_idle()
@@ -120,7 +123,7 @@ async def drain(jobs: Jobs, *, timeout: float = 30.0) -> DrainResult:
                 # event of their own to wait on.
                 while dispatcher.writing or dispatcher.running:  # noqa: ASYNC110
                     await anyio.sleep(0.001)
-                if dispatcher.started_total == before:
+                if (dispatcher.started_total, writer.rescheduled_total) == before:
                     break
     except TimeoutError:
         raise JobError(
