@@ -217,7 +217,9 @@ class Operations:
         self._require_open()
         by = check_label(by, "by")
         job = await self.find(job_id)
-        priority = self._registry.priorities.get(job.job_type, 0)
+        priority = self._registry.priorities.get(job.job_type)
+        if priority is None:  # not registered here (a tool, the CLI): as the workers run it
+            priority = await self._registered_priority(job.job_type)
         outcome = await self._backend.requeue_job(
             job_id, by, self._clock.now(), _REQUEUABLE, priority
         )
@@ -234,6 +236,14 @@ class Operations:
         job = await self.find(job_id)
         self._announce_ready(job.job_type)
         return job
+
+    async def _registered_priority(self, job_type: str) -> int:
+        """The priority the polling workers registered ``job_type`` with (0 if none did)."""
+        for worker in await self._backend.list_workers():
+            registration = worker.job_types.get(job_type)
+            if isinstance(registration, dict) and isinstance(registration.get("priority"), int):
+                return int(registration["priority"])
+        return 0
 
     async def retry_all(
         self,

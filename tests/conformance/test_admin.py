@@ -331,3 +331,26 @@ def _where(job_database) -> dict[str, str]:
 def test_jobsvcconfig_is_what_connect_builds():
     # Admin.connect builds a non-migrating config: check the field it relies on exists.
     assert JobSvcConfig(sqlite_path="x.sqlite3", exec_migrations=False).should_migrate is False
+
+
+async def test_a_tool_without_the_code_requeues_at_the_workers_priority(make_jobs, job_database):
+    """The CLI has no initializers: Admin.retry takes the job type's priority from the
+    workers' registrations, so a requeued job keeps its place in the claim order."""
+
+    class Low(FnInitializer):
+        def priority(self) -> int:
+            return 7
+
+    worker = await make_jobs()
+    spawner = worker.add_initializer(Low("low_prio", _by_n, retry=RetrySettings(n_attempts=1)))
+    await worker.start_poll()
+    dead = await spawner.spawn(Cfg(n=1))
+    await drain(worker)
+    await worker.pause_queue("default")  # keep the requeued job pending to look at it
+    async with Admin.connect(**_where(job_database)) as admin:
+        await admin.retry(dead.id, by="cli:ops")
+    mark = "%s" if job_database.name == "postgres" else "?"
+    rows = await job_database.sql(
+        f"SELECT priority FROM job_executions WHERE id = {mark}", (str(dead.id),)
+    )
+    assert rows == [(7,)]
