@@ -31,7 +31,7 @@ from uuid import UUID
 from job._backend import JobQuery
 from job.entity import CancelResult, Job, JobState
 from job.errors import ConfigError, JobNotFoundError, JobStateError
-from job.limits import check_label
+from job.limits import add_clamped, check_label
 
 if TYPE_CHECKING:
     from job.service import Jobs
@@ -393,7 +393,8 @@ class Admin:
             raise ConfigError(f"buckets must be an int from 1 to 500, got {buckets!r}")
         self._jobs._require_open()
         now = self._jobs.clock.now()
-        since = now - window
+        since = add_clamped(now, -window)
+        window = now - since  # a window reaching before year 1 is cut there
         queues = await self._type_queues()
         by_state = _zero()
         by_queue: dict[str, dict[JobState, int]] = {}
@@ -456,8 +457,16 @@ class Admin:
         for at in (flt.created_after, flt.created_before):
             if at is not None and (not isinstance(at, datetime) or at.tzinfo is None):
                 raise ConfigError("created_after / created_before must be aware datetimes")
+        state = None
+        if flt.state is not None:
+            try:
+                state = JobState(flt.state).value
+            except ValueError:
+                raise ConfigError(
+                    f"state must be one of {', '.join(JobState)}, got {flt.state!r}"
+                ) from None
         return JobQuery(
-            state=None if flt.state is None else JobState(flt.state).value,
+            state=state,
             job_types=types,
             created_after=flt.created_after,
             created_before=flt.created_before,

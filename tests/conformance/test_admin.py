@@ -88,7 +88,7 @@ async def test_counts_per_state_queue_and_type(make_jobs):
 
 
 async def test_lists_filter_by_state_type_and_queue(make_jobs):
-    jobs, mail, reports, pending = await _world(make_jobs)
+    jobs, _, _, pending = await _world(make_jobs)
     admin = jobs.admin
     errored = await admin.list_jobs(JobFilter(state=JobState.ERRORED))
     assert sorted(j.job_type for j in errored.jobs) == ["send_mail", "send_mail"]
@@ -131,6 +131,15 @@ async def test_a_cursor_is_checked_not_trusted(make_jobs):
             await jobs.admin.list_jobs(cursor=bad)
     with pytest.raises(ConfigError):
         await jobs.admin.list_jobs(limit=0)
+    with pytest.raises(ConfigError):
+        await jobs.admin.list_jobs(JobFilter(state="bogus"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        await jobs.admin.list_jobs(JobFilter(created_after=datetime(2026, 1, 1)))  # naive
+    for window, buckets in [(timedelta(0), 24), (timedelta(hours=1), 0), (timedelta(1), 501)]:
+        with pytest.raises(ConfigError):
+            await jobs.admin.stats(window=window, buckets=buckets)
+    huge = await jobs.admin.stats(window=timedelta(days=999_999_999))  # cut at year 1
+    assert huge.by_state[JobState.PENDING] == 0 and len(huge.throughput) == 24
 
 
 async def test_search_matches_literally_and_never_reaches_sql(make_jobs):
@@ -178,7 +187,7 @@ async def test_created_window_narrows_lists_and_counts(make_jobs):
 
 
 async def test_detail_retry_cancel_and_delete_are_recorded(make_jobs):
-    jobs, mail, reports, pending = await _world(make_jobs)
+    jobs, _, _, pending = await _world(make_jobs)
     admin = jobs.admin
     dead = (await admin.list_jobs(JobFilter(state=JobState.ERRORED))).jobs[0]
     detail = await admin.get_job(dead.id)
@@ -246,6 +255,7 @@ async def test_queues_show_types_depth_lag_and_settings(make_jobs):
 
 async def test_workers_register_show_running_jobs_and_leave_at_shutdown(make_jobs, job_database):
     worker = await make_jobs()
+
     async def hold(current):
         await current.wait_for_shutdown()
         return Complete()
@@ -303,9 +313,7 @@ async def test_throughput_buckets_follow_the_clock(make_jobs):
         (0, 0),
         (1, 1),
     ]
-    assert stats.throughput[0].start == START + timedelta(hours=2, minutes=30) - timedelta(
-        hours=4
-    )
+    assert stats.throughput[0].start == START + timedelta(hours=2, minutes=30) - timedelta(hours=4)
     narrow = await jobs.admin.stats(window=timedelta(hours=1))
     assert narrow.by_state[JobState.COMPLETED] == 1  # the older ending is outside the window
 
