@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -204,12 +205,16 @@ class Admin:
     ) -> AsyncIterator[Admin]:
         """An ``Admin`` on its own non-polling service for ``dsn`` (PostgreSQL) or
         ``sqlite_path``; closed on exit. It never migrates: ``MigrationError`` if the schema
-        is behind this library (run ``job migrate``)."""
+        is behind this library (run ``job migrate``); ``ConfigError`` if the SQLite file does
+        not exist (it is not created)."""
         from job.config import JobSvcConfig
         from job.service import Jobs
 
         if (dsn is None) == (sqlite_path is None):
             raise ConfigError("Admin.connect() takes one of dsn= or sqlite_path=")
+        if sqlite_path is not None and not os.path.isfile(sqlite_path):
+            # Opening would create an empty file: a typo must not leave one behind.
+            raise ConfigError(f"no SQLite database file at {sqlite_path!r}")
         config = JobSvcConfig(
             pg_con=dsn, sqlite_path=sqlite_path, exec_migrations=False, max_connections=4
         )

@@ -324,8 +324,15 @@ async def test_connect_refuses_a_schema_behind_and_bad_arguments(tmp_path):
             pass
     from job.errors import MigrationError
 
+    missing = tmp_path / "typo.sqlite3"
+    with pytest.raises(ConfigError):
+        async with Admin.connect(sqlite_path=str(missing)):
+            pass
+    assert not missing.exists()  # not created
+    empty = tmp_path / "empty.sqlite3"
+    empty.touch()
     with pytest.raises(MigrationError):
-        async with Admin.connect(sqlite_path=str(tmp_path / "empty.sqlite3")):
+        async with Admin.connect(sqlite_path=str(empty)):
             pass
 
 
