@@ -21,6 +21,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
 from job import _events as ev
+from job import _metrics
 from job import _telemetry as tel
 from job import _transitions as transitions
 from job._backend import Backend, ClaimedRow, OutcomeWrite
@@ -257,6 +258,7 @@ class Dispatcher:
     ) -> None:
         released = False
         job_type = rows[0].job_type
+        _metrics.run_started(self._registry, rows)
 
         def release_slot() -> None:
             # The run is over: free its capacity slot now, before its outcome is written, so
@@ -266,6 +268,7 @@ class Dispatcher:
             nonlocal released
             if not released:
                 released = True
+                _metrics.run_ended(rows)
                 self.running -= 1
                 self.running_by_type[job_type] -= 1
                 self.writing += 1
@@ -277,6 +280,7 @@ class Dispatcher:
             await body(release_slot)
         finally:
             release_slot()
+            _metrics.run_over(rows)
             self.writing -= 1
             for row in rows:
                 self._results.pop(row.claim_token, None)
@@ -539,6 +543,7 @@ class Dispatcher:
             return
         for row in rows:
             self._results.pop(row.claim_token, None)
+        _metrics.outcomes_applied(writes)
         terminal = [write.id for write in writes if write.terminal]
         if terminal:
             self._on_terminal(terminal)
@@ -633,6 +638,7 @@ class Dispatcher:
             await self._fail(row, failure, _retry_settings(initializer), started_at)
             return None
         if applied:
+            _metrics.outcome_applied(write)
             if write.terminal:
                 self._on_terminal([row.id])
             else:

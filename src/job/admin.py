@@ -212,7 +212,7 @@ class Admin:
 
         if (dsn is None) == (sqlite_path is None):
             raise ConfigError("Admin.connect() takes one of dsn= or sqlite_path=")
-        if sqlite_path is not None and not os.path.isfile(sqlite_path):
+        if sqlite_path is not None and not _is_file(sqlite_path):
             # Opening would create an empty file: a typo must not leave one behind.
             raise ConfigError(f"no SQLite database file at {sqlite_path!r}")
         config = JobSvcConfig(
@@ -488,6 +488,10 @@ def _queues_of(job_types: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     for job_type, reg in sorted(job_types.items()):
         queues.setdefault(str(reg.get("queue", DEFAULT_QUEUE)), []).append(job_type)
     return queues
+
+
+def _is_file(path: str) -> bool:
+    return os.path.isfile(path)
 
 
 def _as_uuid(value: object) -> UUID:

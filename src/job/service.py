@@ -32,6 +32,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from opentelemetry import context as otel_context
 from pydantic import BaseModel
 
+from job import _metrics
 from job import _telemetry as tel
 from job._backend import Backend
 from job._cancel import CancelWatcher
@@ -312,6 +313,9 @@ class Jobs(Operations):
             tg.start_soon(queue_settings.run, name="job-queue-settings")
             tg.start_soon(leadership.run, name="job-leader-lease")
             tg.start_soon(presence.run, name="job-worker-presence")
+            if _metrics.enabled():  # the sampler behind the job.queue.depth / lag gauges
+                sampler = _metrics.DepthSampler(backend, self._registry, self._clock)
+                tg.start_soon(sampler.run, name="job-metrics-depth")
             tg.start_soon(self._scheduler.run, leadership, name="job-cron")
             tg.start_soon(
                 leadership.run_while_leader,

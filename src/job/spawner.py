@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind
 from pydantic_core import PydanticSerializationError
 
 from job import _events as ev
+from job import _metrics
 from job import _telemetry as tel
 from job._backend import NewJob
 from job.entity import Job, JobEvent, JobState, new_job_id
@@ -195,6 +196,7 @@ class JobSpawner(Generic[C]):
             created = await repo.insert_jobs(self._job_type, new, now, carrier, conn=conn)
             if created:
                 await self._announce(conn)
+            _metrics.spawned(self._jobs._registry, self._job_type, len(created))
         # Jobs spawned together share their (immutable) history events when due at the same
         # time: building them per job was most of spawn_many's own Python time.
         shared: dict[tuple[datetime, str | None, str | None], tuple[JobEvent, ...]] = {}
@@ -256,6 +258,7 @@ class JobSpawner(Generic[C]):
                 return UniqueSpawn(await self._load(holder, conn=conn), False)
             # Committed (ours) or in the caller's transaction: now wake the pollers.
             await self._announce(conn)
+            _metrics.spawned(self._jobs._registry, self._job_type, 1)
         return UniqueSpawn(self._snapshot(config, new, now, key), True)
 
     async def find(self, job_id: UUID) -> Job[C]:
@@ -434,6 +437,7 @@ class ResidentJobSpawner(Generic[C]):
             job_id = await repo.insert_resident_job(spawner.job_type, new, now, carrier, conn)
             if job_id == new.id:
                 await spawner._announce(conn)
+            _metrics.spawned(spawner._jobs._registry, spawner.job_type, int(job_id == new.id))
         return spawner.handle(job_id)
 
     async def handle(self) -> JobHandle[C] | None:
