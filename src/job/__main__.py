@@ -5,11 +5,27 @@
   ``URL`` / ``$JOB_DATABASE_URL``, or on a throwaway local PostgreSQL server.
 * ``job migrate [--dsn URL | --sqlite PATH]`` applies the library's pending schema migrations
   to ``URL`` (or ``$JOB_DATABASE_URL``) or an SQLite file and prints the versions it applied.
-* ``job worker MODULE:ATTR [--dsn URL] [--log-level LEVEL]`` runs an application's ``Jobs``
-  until SIGTERM/SIGINT, then shuts it down gracefully (see :mod:`job.worker`).
+* ``job worker MODULE:ATTR [--dsn URL] [--log-level LEVEL] [--metrics-port PORT
+  [--metrics-host HOST]]`` runs an application's ``Jobs`` until SIGTERM/SIGINT, then shuts it
+  down gracefully (see :mod:`job.worker`); ``--metrics-port`` serves Prometheus metrics.
 
-Exit status: 0 on success, 1 on failure, 2 on a usage error, a bad worker target, or when
-there is no database; a worker stopped by a second signal exits with 128 + the signal number.
+The operator commands (see :mod:`job._cli` and docs/operations.md), each with
+``--dsn URL | --sqlite PATH`` (default ``$JOB_DATABASE_URL``, else ``$JOB_SQLITE_PATH``) and
+``--json``:
+
+* ``job jobs list [--state S] [--type T] [--queue Q] [--search TEXT] [--since DURATION|TIME]
+  [--limit N] [--cursor C]``, ``job jobs show ID``, ``job jobs retry ID``,
+  ``job jobs cancel ID [--reason R]``, ``job jobs delete ID``;
+* ``job queues list``, ``job queues pause NAME``, ``job queues resume NAME``,
+  ``job queues scale NAME LIMIT|default``;
+* ``job cron list``, ``job workers``, ``job stats [--window DURATION]``;
+* ``job dashboard [--host H] [--port P]`` serves the web dashboard (``job[dashboard]``).
+
+Exit status: 0 on success; 1 on failure (the database is unreachable, the schema is behind:
+run ``job migrate``); 2 on a usage error (a bad flag, job id, duration or cursor), a bad
+worker target, a missing extra, or when there is no database; 3 when no job has the id given;
+4 when the job's state refuses the action (retry a completed job, delete a live one); a
+worker stopped by a second signal exits with 128 + the signal number.
 """
 
 from __future__ import annotations
@@ -22,7 +38,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from job import _demo
+from job import _cli, _demo
 from job.config import JobSvcConfig
 from job.errors import JobError, MigrationError
 from job.migrate import applied_versions, latest_version, run_migrations
@@ -39,10 +55,22 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="job",
-        description="Background jobs on PostgreSQL or SQLite: demo worker and migrations.",
+        description=(
+            "Background jobs on PostgreSQL or SQLite: the demo, migrations, workers, and the"
+            " operator commands (jobs, queues, cron, workers, stats, dashboard)."
+        ),
+        epilog=MAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser("demo", help="run the demo worker and show what it does")
@@ -94,8 +122,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="logging level of the log on stderr: DEBUG, INFO, WARNING, ERROR (default: INFO)",
     )
+    worker.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port (needs job[metrics])",
+    )
+    worker.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address of the metrics server (default: 127.0.0.1)",
+    )
+    _cli.add_admin_commands(commands)
     return parser
 
+
+MAIN_EPILOG = (
+    _cli.EXIT_EPILOG
+    + """
+  128+N  a worker stopped by a second signal N during its shutdown (130, 143)
+
+run `job COMMAND --help` for a command's flags."""
+)
 
 WORKER_DESCRIPTION = f"""\
 Run the Jobs service at MODULE:ATTR as a worker: import MODULE (from the current directory or
@@ -118,8 +167,10 @@ job_lost_interval. Logs go to stderr."""
 WORKER_EPILOG = """\
 exit status:
   0    stopped by SIGTERM/SIGINT after a graceful shutdown
-  1    the service failed (cannot connect, schema behind, the target's function raised)
-  2    usage error, or the target cannot be imported or is not a Jobs source
+  1    the service failed (cannot connect, schema behind, the target's function raised),
+       or the --metrics-port is in use
+  2    usage error, the target cannot be imported or is not a Jobs source, or
+       --metrics-port without job[metrics] installed
   130  a second SIGINT during the shutdown (128 + 2)
   143  a second SIGTERM during the shutdown (128 + 15)"""
 
@@ -182,7 +233,31 @@ async def _run_worker(target: object, spec: str) -> int:
     return 0
 
 
-def worker_command(spec: str, dsn: str | None, log_level: str) -> int:
+def start_metrics(port: int, host: str) -> int | None:
+    """Start the Prometheus metrics server (``--metrics-port``); an exit status if it cannot."""
+    try:
+        # Imported when asked for: serving needs the optional `metrics` extra.
+        from job.metrics import start_prometheus_server
+
+        start_prometheus_server(port, host)
+    except ImportError as exc:
+        _out(f"job worker: --metrics-port needs the metrics extra ({exc})", err=True)
+        _out("job worker: pip install 'job[metrics]'", err=True)
+        return 2
+    except OSError as exc:
+        _out(f"job worker: cannot serve metrics on {host}:{port}: {exc}", err=True)
+        return 1
+    return None
+
+
+def worker_command(
+    spec: str,
+    dsn: str | None,
+    log_level: str,
+    *,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+) -> int:
     """``job worker``: import ``spec`` and run it until a signal; the exit status."""
     if dsn:
         os.environ[_demo.ENV_DSN] = dsn
@@ -191,6 +266,10 @@ def worker_command(spec: str, dsn: str | None, log_level: str) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if metrics_port is not None:
+        failed = start_metrics(metrics_port, metrics_host)
+        if failed is not None:
+            return failed
     # Like `python -m`, so that `job worker my_app.jobs:jobs` finds my_app in the current dir.
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -217,10 +296,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     dsn: str | None = args.dsn
     try:
+        if args.command in _cli.ADMIN_COMMANDS:
+            return _cli.run_admin(args)
         if args.command == "demo":
             return _demo.main(dsn, args.jobs, postgres=args.postgres, sqlite_path=args.sqlite)
         if args.command == "worker":
-            return worker_command(args.target, dsn, args.log_level)
+            return worker_command(
+                args.target,
+                dsn,
+                args.log_level,
+                metrics_port=args.metrics_port,
+                metrics_host=args.metrics_host,
+            )
         if args.sqlite is not None:
             return migrate_sqlite_command(args.sqlite)
         dsn = dsn or os.environ.get(_demo.ENV_DSN)
