@@ -73,7 +73,7 @@ class JobFilter:
     #: Spawned at or after / before (application clock).
     created_after: datetime | None = None
     created_before: datetime | None = None
-    #: A job id (whole, or its first characters), or a substring of the job type or the
+    #: A substring of the job id (as text), the job type or the
     #: unique key; case-insensitive.
     search: str | None = None
 
