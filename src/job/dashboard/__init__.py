@@ -1,0 +1,14 @@
+"""The web dashboard: a Starlette app over :class:`job.admin.Admin` (no SQL of its own).
+
+``create_app(admin, token=...)`` builds a mountable app; ``serve(dsn=..., sqlite_path=...)``
+runs it with uvicorn (``job dashboard``). Without a token the dashboard is read-only (every
+write is 403). With one, writes need the login cookie (an HMAC of the token) or
+``Authorization: Bearer <token>``, and every POST needs the page's CSRF field. See
+docs/operations.md and docs/security.md.
+"""
+
+from __future__ import annotations
+
+from job.dashboard.app import create_app, serve
+
+__all__ = ["create_app", "serve"]
