@@ -306,3 +306,35 @@ async def test_schedules_and_workers_pages(client: httpx.AsyncClient, world: Wor
     assert r.status_code == 200 and "mail (send_mail)" in r.text
     r = await client.get("/schedules")
     assert r.status_code == 200 and 'id="schedules"' in r.text
+
+
+async def test_an_auth_hook_names_the_operator_and_basic_auth_checks_passwords(
+    world: World, job_database: Any
+) -> None:
+    """``auth=`` replaces the token: whoever the hook names may write (recorded as
+    ``dashboard:<name>``), anyone it refuses gets 403 and nothing changes."""
+    from job.dashboard import basic_auth
+
+    async with connected(job_database) as admin:
+        app = create_app(admin, auth=basic_auth({"alice": "wonder-land"}))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            csrf = await csrf_of(c, "/queues")
+            target = world.errored[0]
+            for bad in [("alice", "wrong"), ("bob", "wonder-land"), ("", "")]:
+                r = await c.post(f"/jobs/{target}/retry", data={"csrf": csrf}, auth=bad)
+                assert r.status_code == 403, bad
+            garbled = {"Authorization": "Basic %%%"}
+            r = await c.post(f"/jobs/{target}/retry", data={"csrf": csrf}, headers=garbled)
+            assert r.status_code == 403
+            assert (await world.admin.get_job(target)).state is JobState.ERRORED
+            # The right password, but no CSRF field: still refused.
+            r = await c.post(f"/jobs/{target}/retry", data={}, auth=("alice", "wonder-land"))
+            assert r.status_code == 403
+            r = await c.post(
+                f"/jobs/{target}/retry", data={"csrf": csrf}, auth=("alice", "wonder-land")
+            )
+            assert r.status_code == 303
+    job = await world.admin.get_job(target)
+    requeued = [e for e in job.events if e.type == "requeued"]
+    assert [e.data["by"] for e in requeued] == ["dashboard:alice"]

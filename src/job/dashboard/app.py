@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -24,11 +25,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from job.admin import Admin, JobFilter
 from job.entity import JobState
 from job.errors import ConfigError, JobNotFoundError, JobStateError
+from job.limits import check_label
 
 __all__ = ["create_app", "serve"]
 
 #: Who the dashboard's writes are recorded as in a job's history.
-OPERATOR = "dashboard:operator"
 SID_COOKIE = "job_sid"
 AUTH_COOKIE = "job_auth"
 PAGE_SIZE = 50
@@ -67,9 +68,45 @@ def _mac(secret: bytes, purpose: str, value: str) -> str:
     return hmac.new(secret, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
+#: Decides who may write: the operator's name for this request, or None (read-only for it).
+#: Synchronous: it reads what the request carries (a header your proxy set, ``request.user``
+#: from your own authentication middleware, Basic credentials).
+AuthHook = Callable[[Request], "str | None"]
+
+
+def basic_auth(users: dict[str, str]) -> AuthHook:
+    """An :data:`AuthHook` accepting HTTP Basic credentials of ``users`` (name -> password,
+    compared in constant time); the operator is the user name."""
+    known = {name: password.encode() for name, password in users.items()}
+
+    def check(request: Request) -> str | None:
+        header = request.headers.get("authorization", "")
+        if not header.startswith("Basic "):
+            return None
+        try:
+            decoded = base64.b64decode(header[len("Basic ") :], validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        name, sep, password = decoded.partition(":")
+        expected = known.get(name)
+        if not sep or expected is None:
+            hmac.compare_digest(password.encode(), b"x" * 16)  # the same work for anyone
+            return None
+        return name if hmac.compare_digest(password.encode(), expected) else None
+
+    return check
+
+
 class _Dashboard:
-    def __init__(self, get_admin: Callable[[], Admin], token: str | None, title: str) -> None:
+    def __init__(
+        self,
+        get_admin: Callable[[], Admin],
+        token: str | None,
+        title: str,
+        auth: AuthHook | None = None,
+    ) -> None:
         self._get_admin = get_admin
+        self._auth = auth
         self._token = token or None
         self._title = title
         self._secret = secrets.token_bytes(32)
@@ -98,7 +135,29 @@ class _Dashboard:
         assert self._token is not None
         return _mac(self._secret, "auth", self._token)
 
+    @property
+    def writable(self) -> bool:
+        return self._token is not None or self._auth is not None
+
+    def operator(self, request: Request) -> str | None:
+        """Who writes with this request (None: nobody may): the auth hook's answer, else
+        "operator" for the token."""
+        if self._auth is not None:
+            name = self._auth(request)
+            if isinstance(name, str) and name:
+                return check_label(name, "operator")[:64]
+        if self._token_ok(request):
+            return "operator"
+        return None
+
+    def by(self, request: Request) -> str:
+        """The ``by`` recorded in a job's history for this request's write."""
+        return f"dashboard:{self.operator(request)}"
+
     def authenticated(self, request: Request) -> bool:
+        return self.operator(request) is not None
+
+    def _token_ok(self, request: Request) -> bool:
         if self._token is None:
             return False
         header = request.headers.get("authorization", "")
@@ -122,9 +181,9 @@ class _Dashboard:
             return self._error(request, 403, "Missing or bad CSRF token: nothing was changed.")
         if need_auth and not self.authenticated(request):
             why = (
-                "This dashboard is read-only (no token is configured)."
-                if self._token is None
-                else "Log in with the dashboard token to change anything."
+                "This dashboard is read-only (no token or auth hook is configured)."
+                if not self.writable
+                else "Log in (or authenticate) to change anything."
             )
             return self._error(request, 403, why)
         return None
@@ -139,7 +198,7 @@ class _Dashboard:
             url_for=request.url_for,
             csrf=self.csrf_token(request),
             authed=self.authenticated(request),
-            writable=self._token is not None,
+            writable=self.writable,
             **ctx,
         )
         response = HTMLResponse(html, status_code=status)
@@ -275,11 +334,13 @@ class _Dashboard:
         action = request.path_params["action"]
         try:
             if action == "retry":
-                await self.admin.retry(job_id, by=OPERATOR)
+                await self.admin.retry(job_id, by=self.by(request))
             elif action == "cancel":
-                await self.admin.cancel(job_id, by=OPERATOR, reason="cancelled from the dashboard")
+                await self.admin.cancel(
+                    job_id, by=self.by(request), reason="cancelled from the dashboard"
+                )
             elif action == "delete":
-                await self.admin.delete(job_id, by=OPERATOR)
+                await self.admin.delete(job_id, by=self.by(request))
                 return RedirectResponse(str(request.url_for("jobs")), status_code=303)
             else:
                 return self._error(request, 404, "No such action.")
@@ -302,9 +363,9 @@ class _Dashboard:
             return self._error(request, 404, "No such queue.")
         try:
             if request.path_params["action"] == "pause":
-                await self.admin.pause_queue(name, by=OPERATOR)
+                await self.admin.pause_queue(name, by=self.by(request))
             elif request.path_params["action"] == "resume":
-                await self.admin.resume_queue(name, by=OPERATOR)
+                await self.admin.resume_queue(name, by=self.by(request))
             else:
                 return self._error(request, 404, "No such action.")
         except ConfigError as exc:
@@ -358,8 +419,9 @@ def _build(
     token: str | None,
     title: str,
     lifespan: Callable[[Starlette], Any] | None = None,
+    auth: AuthHook | None = None,
 ) -> Starlette:
-    d = _Dashboard(get_admin, token, title)
+    d = _Dashboard(get_admin, token, title, auth)
 
     def page(path: str, fn: _Handler, name: str, methods: list[str] | None = None) -> Route:
         return Route(path, fn, name=name, methods=methods or ["GET"])
@@ -385,10 +447,18 @@ def _build(
     return app
 
 
-def create_app(admin: Admin, *, token: str | None = None, title: str = "job") -> Starlette:
-    """The dashboard on ``admin`` (mountable under any path). ``token``: the secret that
-    allows writes; None makes the dashboard read-only."""
-    return _build(lambda: admin, token=token, title=title)
+def create_app(
+    admin: Admin,
+    *,
+    token: str | None = None,
+    auth: AuthHook | None = None,
+    title: str = "job",
+) -> Starlette:
+    """The dashboard on ``admin`` (mountable under any path). Writes are allowed to whoever
+    ``auth`` names (e.g. :func:`basic_auth`, or your own hook), or to whoever logged in
+    with ``token``; with neither, the dashboard is read-only. Every POST needs its CSRF
+    field either way, and writes are recorded as ``dashboard:<operator>``."""
+    return _build(lambda: admin, token=token, title=title, auth=auth)
 
 
 def _app_for_database(
