@@ -251,6 +251,15 @@ async def test_pause_and_resume_a_queue(client: httpx.AsyncClient, world: World)
     assert (await client.post("/queues/mail/resume", data={"csrf": csrf})).status_code == 303
     assert {q.name: q.paused for q in await world.admin.list_queues()}["mail"] is False
     assert (await client.post("/queues/nope/pause", data={"csrf": csrf})).status_code == 404
+    scale = "/queues/mail/scale"
+    assert (await client.post(scale, data={"csrf": csrf, "limit": "3"})).status_code == 303
+    assert {q.name: q.limit for q in await world.admin.list_queues()}["mail"] == 3
+    for bad in ["0", "-1", "2.5", "x", "9" * 12]:
+        r = await client.post(scale, data={"csrf": csrf, "limit": bad})
+        assert r.status_code == 400, bad
+    assert {q.name: q.limit for q in await world.admin.list_queues()}["mail"] == 3
+    assert (await client.post(scale, data={"csrf": csrf, "limit": ""})).status_code == 303
+    assert {q.name: q.limit for q in await world.admin.list_queues()}["mail"] is None
 
 
 async def test_no_page_shows_the_dsn_password_or_token(

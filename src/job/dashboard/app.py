@@ -366,11 +366,24 @@ class _Dashboard:
                 await self.admin.pause_queue(name, by=self.by(request))
             elif request.path_params["action"] == "resume":
                 await self.admin.resume_queue(name, by=self.by(request))
+            elif request.path_params["action"] == "scale":
+                limit = await self._limit_field(request)
+                await self.admin.scale_queue(name, limit, by=self.by(request))
             else:
                 return self._error(request, 404, "No such action.")
         except ConfigError as exc:
             return self._error(request, 400, str(exc))
         return RedirectResponse(str(request.url_for("queues")), status_code=303)
+
+    async def _limit_field(self, request: Request) -> int | None:
+        """The scale form's ``limit``: an int >= 1, or empty for "each worker's own"."""
+        raw = (await request.form()).get("limit")
+        text = raw.strip() if isinstance(raw, str) else ""
+        if not text:
+            return None
+        if not text.isdigit() or len(text) > 9:
+            raise ConfigError(f"a queue limit must be a whole number >= 1, got {text[:20]!r}")
+        return int(text)
 
     async def schedules(self, request: Request) -> Response:
         return self.render(request, "schedules.html", schedules=await self.admin.list_schedules())
