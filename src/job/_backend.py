@@ -218,6 +218,20 @@ class Backend(Protocol):
         A job with a ``dedup_key`` held by a live job of ``job_type`` (or by an earlier job of
         the same call) is skipped. Returns the ids inserted."""
 
+    async def spawn_one(
+        self,
+        job_type: str,
+        job: NewJob,
+        now: datetime,
+        tracing: dict[str, str] | None,
+        conn: object | None = None,
+    ) -> None:
+        """Insert one job (pending; it has no ``dedup_key``), ``DuplicateJobError`` if its id
+        is taken, and tell other processes' pollers, as :meth:`announce` does after a commit
+        of ours or :meth:`announce_in` in the caller's transaction. A backend may send the
+        wake-up within the insert itself (PostgreSQL: the same statement, no round trip of
+        its own). The caller still wakes its own process's poller."""
+
     async def insert_unique_job(
         self,
         job_type: str,

@@ -31,6 +31,7 @@ def _load() -> dict[str, LiteralString]:
 QUERIES = _load()
 
 INSERT_JOBS = QUERIES["insert_jobs"]
+INSERT_JOB = QUERIES["insert_job"]
 INSERT_JOBS_DEDUP = QUERIES["insert_jobs_dedup"]
 INSERT_UNIQUE_JOB = QUERIES["insert_unique_job"]
 INSERT_RESIDENT_JOB = QUERIES["insert_resident_job"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +22,7 @@ from anyio.abc import TaskStatus
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from job._backend import NewJob
 from job._threads import LoopThread
 from job.backends.postgres.connections import ConnectParams, pool_connect_params
 from job.backends.postgres.heartbeat import HeartbeatThread
@@ -69,13 +71,28 @@ class PostgresTransaction:
             await stack.__aexit__(psycopg.Rollback, psycopg.Rollback(), None)
 
 
+# Run on every connection of the pool the service builds (one round trip, at connect):
+# * No JIT compilation. The claim's planner cost (one probe per priority level, ten per type)
+#   passes the default ``jit_above_cost``, and compiling took about 25 ms per claim, for
+#   statements that run in about one: a 4x loss of throughput (bench: process scenario).
+# * Generic plans for prepared statements (psycopg prepares a statement on its sixth use on a
+#   connection: only the engine's hot statements). Left on ``auto``, PostgreSQL re-planned the
+#   claim at every execution (its generic plan's estimate exceeding the custom plans'): 0.4 ms
+#   of planning in a one-row claim of 0.8 ms, most of an idle worker's pickup latency. The
+#   claim and the other hot statements are written so that their plan does not depend on the
+#   values (see claim_jobs in queries.sql); the admin's reporting queries, whose best plan does
+#   depend on the filters, are never prepared (``prepare=False``).
+# A pool passed to ``Jobs.init(pool=...)`` is the caller's: set both there (docs/backends.md).
+CONNECTION_SETUP = "SET jit = off; SET plan_cache_mode = force_generic_plan"
+
+
 async def _configure_connection(conn: AsyncConnection[Any]) -> None:
-    """Every connection of the pool the service builds: no JIT compilation. The claim's
-    planner cost (one probe per priority level, ten per type) passes the default
-    ``jit_above_cost``, and compiling took about 25 ms per claim, for statements that run in
-    about one: a 4x loss of throughput (bench: process scenario). A pool passed to
-    ``Jobs.init(pool=...)`` is the caller's: set ``jit = off`` there (docs/backends.md)."""
-    await conn.execute("SET jit = off")
+    await conn.execute(CONNECTION_SETUP)
+
+
+# How pg_notify refuses a notification: program_limit_exceeded ("too many notifications in
+# the NOTIFY queue") and invalid_parameter_value (a payload it will not take).
+_NOTIFY_REFUSED = frozenset({"54000", "22023"})
 
 
 class PostgresBackend(Repository):
@@ -218,6 +235,36 @@ class PostgresBackend(Repository):
 
     async def announce_in(self, conn: object, job_type: str) -> None:
         await self.notify([ready_payload(job_type)], conn=conn)
+
+    async def spawn_one(
+        self,
+        job_type: str,
+        job: NewJob,
+        now: datetime,
+        tracing: dict[str, str] | None,
+        conn: object | None = None,
+    ) -> None:
+        # The wake-up rides in the insert's own statement (delivered on commit, no round trip
+        # of its own) inside the caller's transaction, and otherwise unless the same payload
+        # went out within the notifier's repeat window: a loop of spawns then still sends one
+        # per window, from the emitter, after the commit (see notify.py).
+        payload = ready_payload(job_type)
+        inline = conn is not None or self._notifier.take_inline(payload)
+        try:
+            await self.insert_one_job(
+                job_type, job, now, tracing, conn, notify=payload if inline else None
+            )
+        except DatabaseError as exc:
+            # A wake-up must never be why a spawn fails: if the server refused the
+            # notification (its queue full, a payload it will not take), nothing was written,
+            # so insert again without it and publish afterwards (best effort, logged). In the
+            # caller's transaction the error stands: that transaction is aborted anyway.
+            if not inline or conn is not None or exc.sqlstate not in _NOTIFY_REFUSED:
+                raise
+            await self.insert_one_job(job_type, job, now, tracing, conn)
+            inline = False
+        if not inline:
+            self._notifier.publish(payload)
 
     async def run_announcer(self) -> None:
         await self._notifier.run_emitter()

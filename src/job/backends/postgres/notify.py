@@ -14,6 +14,10 @@ re-polls at the next due time (at most ``max_poll_wait``) and completion waiters
   failure cannot be cured by retrying, so it must not block the payloads queued behind it: the
   batch is re-sent one payload at a time, and a payload the database refuses is logged and
   dropped, replaced by one generic wake-up (``ANY_READY_PAYLOAD``).
+* A **single spawn** carries its wake-up in its own insert statement (``take_inline``),
+  delivered when it commits: no round trip of its own, and the listener hears of the job
+  about 0.3 ms sooner (bench: pickup latency). The repeat window still applies: a spawn within
+  the window of the previous copy publishes through the emitter as above.
 * A payload is never too long for ``pg_notify`` (which refuses 8000 bytes or more): one longer
   than ``MAX_PAYLOAD_BYTES`` is sent as ``ANY_READY_PAYLOAD``, an ``execution_ready`` without
   a ``job_type``, which every listener treats as "a job of any type may be ready".
@@ -27,6 +31,7 @@ re-polls at the next due time (at most ``max_poll_wait``) and completion waiters
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -72,7 +77,9 @@ def sendable(payload: str) -> str:
     return ANY_READY_PAYLOAD
 
 
+@functools.lru_cache(maxsize=1024)
 def ready_payload(job_type: str) -> str:
+    """The wake-up for ``job_type`` (cached: built for every spawn, one per type)."""
     return sendable(json.dumps({"type": ev.EXECUTION_READY, "job_type": job_type}))
 
 
@@ -111,6 +118,17 @@ class Notifier:
         if self._idle.is_set():
             self._idle = anyio.Event()
         self._wake.set()
+
+    def take_inline(self, payload: str) -> bool:
+        """May the caller send ``payload`` in its own statement now (see the module
+        docstring)? Yes unless it is queued for the emitter or went out within
+        ``REPEAT_WINDOW``; a yes counts as sent now (a statement that then fails sent
+        nothing, and only delays the next copy to the window's end)."""
+        now = time.monotonic()
+        if payload in self._pending or now - self._sent_at.get(payload, -1e9) < REPEAT_WINDOW:
+            return False
+        self._sent_at[payload] = now
+        return True
 
     async def run_emitter(self) -> None:
         failures = 0

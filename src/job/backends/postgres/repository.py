@@ -122,6 +122,33 @@ class Repository:
             cur = await c.execute(q.INSERT_JOBS_DEDUP, params)
             return {r[0] for r in await cur.fetchall()}
 
+    async def insert_one_job(
+        self,
+        job_type: str,
+        job: NewJob,
+        now: datetime,
+        tracing: dict[str, str] | None,
+        conn: object | None = None,
+        *,
+        notify: str | None = None,
+    ) -> None:
+        """One job without a dedup key (the single-spawn path, see insert_job in queries.sql),
+        sending ``notify`` on the wake-up channel in the same statement when given."""
+        params = {
+            "job_type": job_type,
+            "id": job.id,
+            "queue_id": job.queue_id,
+            "config": job.config_json,
+            "tracing": json.dumps(tracing) if tracing else None,
+            "execute_at": job.execute_at,
+            "priority": job.priority,
+            "now": now,
+            "notify": notify,
+            "channel": NOTIFY_CHANNEL,
+        }
+        async with self._conn(conn) as c:
+            await c.execute(q.INSERT_JOB, params)
+
     async def insert_unique_job(
         self,
         job_type: str,
@@ -357,7 +384,8 @@ class Repository:
         else:
             sql = q.LIST_FINISHED_JOBS
         async with self._conn(None) as c:
-            return [r[0] for r in await (await c.execute(sql, params)).fetchall()]
+            # A listing whose best plan depends on its filters: never prepared (backend.py).
+            return [r[0] for r in await (await c.execute(sql, params, prepare=False)).fetchall()]
 
     # -- leadership and retention ----------------------------------------------------------
 
@@ -481,12 +509,15 @@ class Repository:
         params = {**query_params(query), "state": query.state, "before": query.before}
         params["limit"] = limit
         async with self._conn(None) as c:
-            rows = await (await c.execute(q.ADMIN_LIST_JOBS, params)).fetchall()
+            # Reporting queries: never prepared, planned for their filter values (backend.py).
+            rows = await (await c.execute(q.ADMIN_LIST_JOBS, params, prepare=False)).fetchall()
         return [AdminJobRow(*r) for r in rows]
 
     async def admin_count_jobs(self, query: JobQuery) -> list[tuple[str, str, int]]:
         async with self._conn(None) as c:
-            rows = await (await c.execute(q.ADMIN_COUNT_JOBS, query_params(query))).fetchall()
+            rows = await (
+                await c.execute(q.ADMIN_COUNT_JOBS, query_params(query), prepare=False)
+            ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
 
     async def admin_finished_times(
@@ -494,12 +525,16 @@ class Repository:
     ) -> list[tuple[int, str, int]]:
         params = {"since": since, "bucket_secs": bucket_secs}
         async with self._conn(None) as c:
-            rows = await (await c.execute(q.ADMIN_FINISHED_TIMES, params)).fetchall()
+            rows = await (
+                await c.execute(q.ADMIN_FINISHED_TIMES, params, prepare=False)
+            ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
 
     async def admin_queue_depths(self, now: datetime) -> list[tuple[str, int, int, float]]:
         async with self._conn(None) as c:
-            rows = await (await c.execute(q.ADMIN_QUEUE_DEPTHS, {"now": now})).fetchall()
+            rows = await (
+                await c.execute(q.ADMIN_QUEUE_DEPTHS, {"now": now}, prepare=False)
+            ).fetchall()
         return [(r[0], r[1], r[2], max(0.0, r[3])) for r in rows]
 
     async def delete_job(self, job_id: UUID) -> str:

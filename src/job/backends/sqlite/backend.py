@@ -846,6 +846,17 @@ class SqliteBackend:
             conn, lambda db: _insert_deduped(db, job_type, jobs, now_us, carrier)
         )
 
+    async def spawn_one(
+        self,
+        job_type: str,
+        job: NewJob,
+        now: datetime,
+        tracing: dict[str, str] | None,
+        conn: object | None = None,
+    ) -> None:
+        # Nothing to announce: other processes see the commit through data_version.
+        await self.insert_jobs(job_type, [job], now, tracing, conn)
+
     async def insert_unique_job(
         self,
         job_type: str,
