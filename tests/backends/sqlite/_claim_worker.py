@@ -1,7 +1,10 @@
 """A worker process for the two-process test: claims from one SQLite file until it is empty.
 
 Usage: python _claim_worker.py DB_PATH. Prints "ready", waits for a line on stdin (so both
-processes start claiming together), then prints the id of every job it claimed, one a line.
+processes start claiming together); after its first claim that got rows it prints "first" and
+waits for another line (so both hold claims before either drains the rest: on a loaded machine
+one process could otherwise claim every job before the other was scheduled at all), then
+claims until the file is empty and prints the id of every job it claimed, one a line.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ async def main(path: str) -> None:
             await asyncio.sleep(0.01)
             continue
         empty = 0
+        if not claimed:
+            print("first", flush=True)
+            sys.stdin.readline()
         claimed.extend(str(r.id) for r in rows)
         writes = [
             OutcomeWrite(

@@ -59,10 +59,15 @@ def run_two_workers(db_path: Path) -> list[list[str]]:
         for p in procs:  # both opened the file before either claims
             assert p.stdout is not None
             assert p.stdout.readline().strip() == "ready", p.stderr and p.stderr.read()
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
+        for line in ("go", "on"):
+            for p in procs:
+                assert p.stdin is not None
+                p.stdin.write(line + "\n")
+                p.stdin.flush()
+            if line == "go":  # both hold their first claim: now drain together
+                for p in procs:
+                    assert p.stdout is not None
+                    assert p.stdout.readline().strip() == "first", p.stderr and p.stderr.read()
         outputs = [p.communicate(timeout=60) for p in procs]
     finally:
         for p in procs:
