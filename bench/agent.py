@@ -1,8 +1,9 @@
 """One benchmark process for one library: install, spawn, prefill, or run a worker.
 
 Started by ``bench/run.py``; never imported by it, so every measurement runs in a fresh
-interpreter with only one of the three libraries loaded. It talks to the orchestrator over
-stdin/stdout with one line per message:
+interpreter with only one library loaded. oban's agents run this same file under Python 3.12
+(bench/.venv312): nothing but the standard library is imported at module level. It talks to
+the orchestrator over stdin/stdout with one line per message:
 
 * it prints ``READY <rss_kb>`` once set up, then waits for ``GO`` (workers, spawners) so that
   import and connection time is never measured;
@@ -28,7 +29,7 @@ from datetime import timedelta
 from typing import Any
 
 JOB_TYPE = "bench_noop"  # job type / pgqueuer entrypoint / procrastinate task name
-QUEUE = "bench"  # procrastinate queue
+QUEUE = "bench"  # procrastinate and oban queue
 
 LATENCY = False  # set by the worker command: runners then report their start time
 
@@ -195,6 +196,104 @@ class PgqLib:
         await asyncio.wait_for(asyncio.gather(*runs), timeout=30)
 
 
+class PgqAsyncpgLib(PgqLib):
+    """pgqueuer with its asyncpg driver (AsyncpgDriver: one asyncpg connection per manager)."""
+
+    async def _connect(self, dsn: str) -> Any:
+        import asyncpg
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(dsn)  # the orchestrator passes a libpq key=value string
+        conn = await asyncpg.connect(
+            host=params.get("host"),
+            port=int(params.get("port", 5432)),
+            user=params.get("user"),
+            password=params.get("password"),
+            database=params.get("dbname"),
+        )
+        self.conns.append(conn)
+        return conn
+
+    async def open(self, dsn: str, opts: dict[str, Any]) -> None:
+        from pgqueuer.db import AsyncpgDriver
+        from pgqueuer.models import Job
+        from pgqueuer.qm import QueueManager
+        from pgqueuer.queries import Queries
+
+        self.opts = opts
+        self.queries = Queries(AsyncpgDriver(await self._connect(dsn)))
+        for _ in range(opts.get("managers", 0)):
+            qm = QueueManager(Queries(AsyncpgDriver(await self._connect(dsn))))
+
+            async def noop(job: Job) -> None:
+                if LATENCY:
+                    report_start(int(job.payload or b"0"))
+
+            qm.entrypoint(JOB_TYPE)(noop)
+            self.managers.append(qm)
+
+
+# -- oban --------------------------------------------------------------------------------------
+
+
+class ObanLib:
+    """oban (the Python port of Elixir's Oban) on its psycopg AsyncConnectionPool; Python 3.12.
+
+    Its ``enqueue_many`` runs one INSERT statement per job (in one transaction): there is no
+    multi-row insert. Workers are found through oban's registry by class path, here
+    ``__main__.ObanLib.__init__.<locals>.Noop`` in every agent alike."""
+
+    def __init__(self) -> None:
+        from oban import worker
+
+        @worker(queue=QUEUE)
+        class Noop:
+            async def process(self, job: Any) -> None:
+                if LATENCY:
+                    report_start(int(job.args.get("n", 0)))
+
+        self.worker = Noop
+        self.pool: Any = None
+        self.oban: Any = None
+
+    async def open(self, dsn: str, opts: dict[str, Any]) -> None:
+        from oban import Oban
+        from psycopg_pool import AsyncConnectionPool
+
+        self.pool = AsyncConnectionPool(
+            conninfo=dsn, min_size=1, max_size=opts.get("pool", 10), open=False
+        )
+        await self.pool.open()
+        limit = opts.get("limit")
+        # A worker starts with its queue paused (a documented queue option) so that its
+        # start-up (producer row, leadership, LISTEN) happens before READY; GO resumes it.
+        queues = {QUEUE: {"limit": limit, "paused": True}} if limit else None
+        self.oban = Oban(pool=self.pool, queues=queues)
+        await self.oban.start()  # without queues: client mode (enqueueing only)
+
+    async def close(self) -> None:
+        await self.oban.stop()
+        await self.pool.close()
+
+    async def install(self, dsn: str) -> None:
+        from oban.schema import install
+        from psycopg_pool import AsyncConnectionPool
+
+        async with AsyncConnectionPool(conninfo=dsn, min_size=1, max_size=1, open=False) as pool:
+            await install(pool)  # what `oban install` runs
+
+    async def spawn_one(self, n: int) -> None:
+        await self.oban.enqueue(self.worker.new({"n": n}))
+
+    async def spawn_many(self, first: int, count: int) -> None:
+        jobs = [self.worker.new({"n": n}) for n in range(first, first + count)]
+        await self.oban.enqueue_many(jobs)
+
+    async def work(self, stop: Callable[[], Awaitable[None]]) -> None:
+        await self.oban.resume_queue(QUEUE, node=self.oban._node)  # this node only
+        await stop()
+
+
 # -- procrastinate -----------------------------------------------------------------------------
 
 
@@ -251,7 +350,13 @@ class ProcLib:
             await asyncio.wait_for(worker, timeout=30)
 
 
-LIBS: dict[str, Callable[[], Any]] = {"job": JobLib, "pgqueuer": PgqLib, "procrastinate": ProcLib}
+LIBS: dict[str, Callable[[], Any]] = {
+    "job": JobLib,
+    "pgqueuer": PgqLib,
+    "pgqueuer-asyncpg": PgqAsyncpgLib,
+    "oban": ObanLib,
+    "procrastinate": ProcLib,
+}
 
 
 # -- commands ----------------------------------------------------------------------------------

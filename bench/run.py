@@ -1,12 +1,15 @@
-"""Benchmark `job` against procrastinate and pgqueuer: one command, see bench/README.md.
+"""Benchmark `job` against pgqueuer (psycopg and asyncpg drivers), oban and procrastinate.
+
+One command, see bench/README.md.
 
     bench/run.sh                      # the whole thing (creates bench/.venv first)
     bench/.venv/bin/python bench/run.py --runs 3 --scenarios spawn,latency
 
-Starts one throwaway PostgreSQL server for the whole run (or uses ``JOB_BENCH_DSN``, which
-must be allowed to create databases), installs each library's schema into a template
-database, and gives every single measurement its own fresh copy of that template. The agents
-run a copy of src/job taken at the start, so editing src/ during a run changes nothing. All
+Starts one throwaway PostgreSQL server per profile ("fast": durability off; "durable":
+fsync, synchronous_commit and full_page_writes on), or uses ``JOB_BENCH_DSN`` (which must be
+allowed to create databases), installs each library's schema into a template database, and
+gives every single measurement its own fresh copy of that template. The agents run a copy of
+src/job taken at the start, so editing src/ during a run changes nothing. All
 library code runs in ``bench/agent.py`` subprocesses; this process only creates databases,
 sends commands, watches the database and keeps the clock. Results go to
 ``bench/results/<timestamp>.json`` (and ``latest.json``); ``bench/report.py`` turns them
@@ -22,6 +25,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -44,7 +48,16 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 AGENT = BENCH / "agent.py"
 RESULTS = BENCH / "results"
-LIBS = ("job", "pgqueuer", "procrastinate")
+LIBS = ("job", "pgqueuer", "pgqueuer-asyncpg", "oban", "procrastinate")
+PROFILES = ("fast", "durable")
+# The durable profile (fsync, synchronous_commit, full_page_writes on) runs only these, with
+# each library's best configuration of the fast profile (plus job's default): see README.md.
+DURABLE_SCENARIOS = ("spawn", "process", "latency")
+# oban needs Python >= 3.12: its agents run in a second virtualenv made by bench/run.sh.
+VENV312_PYTHON = Path(
+    os.environ.get("JOB_BENCH_PY312_PYTHON", str(BENCH / ".venv312" / "bin" / "python"))
+)
+PY312_LIBS = {"oban"}
 JOB_TYPE = "bench_noop"
 PREFILL_CHUNK = 10_000  # jobs per bulk call when queueing jobs before a drain
 
@@ -77,17 +90,38 @@ WORKER_CONFIGS: dict[str, list[dict[str, Any]]] = {
             "opts": {"managers": 5, "batch_size": 10},
         },
     ],
+    "pgqueuer-asyncpg": [
+        {"name": "default (1 manager, batch 10)", "opts": {"managers": 1, "batch_size": 10}},
+        {"name": "1 manager, batch 100", "opts": {"managers": 1, "batch_size": 100}},
+        {
+            "name": "2 managers, batch 50",
+            "opts": {"managers": 2, "batch_size": 50},
+            "fallback": True,
+        },
+        {"name": "5 managers, batch 50", "opts": {"managers": 5, "batch_size": 50}},
+        {
+            "name": "5 managers, batch 10 (its benchmark's)",
+            "opts": {"managers": 5, "batch_size": 10},
+        },
+    ],
+    "oban": [
+        {"name": "default (queue limit 10)", "opts": {"limit": 10}, "fallback": True},
+        {"name": "queue limit 100, pool 20", "opts": {"limit": 100, "pool": 20}},
+    ],
     "procrastinate": [
         {"name": "default (concurrency 1)", "opts": {"concurrency": 1}, "fallback": True},
         {"name": "concurrency 30, pool 35", "opts": {"concurrency": 30, "pool": 35}},
     ],
 }
 
-# Budget (a full run in about 25 minutes on 2 cores): procrastinate, about ten times slower
-# than the others, drains 10,000 jobs once per configuration and worker count (not `--runs`
-# times) and skips 100,000 (its memory figure then comes from 10,000 jobs).
+# Budget (a full run, both profiles, in about 60 minutes on 2 cores): procrastinate, about ten
+# times slower than the others, drains 10,000 jobs once per configuration and worker count
+# (not `--runs` times); it and oban (a third of pgqueuer's rate here, and a bulk insert of one
+# statement per job) skip 100,000 (their memory figure then comes from 10,000 jobs), and oban
+# skips the backlog scenario (filling 1,000,000 jobs one INSERT at a time takes 5 minutes).
 SINGLE_RUN_LIBS = {"procrastinate"}
-SKIP_100K_LIBS = {"procrastinate"}
+SKIP_100K_LIBS = {"procrastinate", "oban"}
+SKIP_BACKLOG_LIBS = {"oban"}
 BEST_SIZE = 10_000
 
 
@@ -100,7 +134,19 @@ def best_config(ctx: Ctx, lib: str) -> dict[str, Any]:
     if rates:
         name = max(rates, key=lambda c: median(rates[c]))
         return next(c for c in WORKER_CONFIGS[lib] if c["name"] == name)
+    if lib in ctx.best_from:  # the durable profile: the fast profile's best
+        return ctx.best_from[lib]
     return next((c for c in WORKER_CONFIGS[lib] if c.get("fallback")), WORKER_CONFIGS[lib][0])
+
+
+def configs_for(ctx: Ctx, lib: str) -> list[dict[str, Any]]:
+    """The configurations measured at the smallest processing size: all of them, or (durable
+    profile) the fast profile's best one plus the library's default."""
+    if lib not in ctx.best_from:
+        return WORKER_CONFIGS[lib]
+    default = WORKER_CONFIGS[lib][0]
+    best = ctx.best_from[lib]
+    return [best] if best["name"] == default["name"] or lib != "job" else [default, best]
 
 
 # How many jobs are still to be done, among the first `window` in the library's claim order.
@@ -115,6 +161,12 @@ WINDOW_BOUND_SQL = {
         "SELECT id FROM pgqueuer WHERE status = 'queued' ORDER BY priority DESC, id"
         " OFFSET %(k)s LIMIT 1"
     ),
+    # oban's fetch_jobs.sql: state 'available' AND queue = ... ORDER BY priority, scheduled_at,
+    # id (index oban_jobs_state_queue_priority_scheduled_at_id_index).
+    "oban": (
+        "SELECT priority, scheduled_at, id FROM oban_jobs WHERE state = 'available'"
+        " AND queue = %(q)s ORDER BY priority, scheduled_at, id OFFSET %(k)s LIMIT 1"
+    ),
     "procrastinate": (
         "SELECT id FROM procrastinate_jobs WHERE status = 'todo' ORDER BY priority DESC, id"
         " OFFSET %(k)s LIMIT 1"
@@ -128,12 +180,24 @@ REMAINING_SQL = {
         "        AND (execute_at, id) <= (%(b0)s, %(b1)s))"
     ),
     "pgqueuer": "SELECT count(*) FROM pgqueuer WHERE id <= %(b0)s",
+    "oban": (
+        "SELECT count(*) FROM oban_jobs"
+        " WHERE state = ANY (ARRAY['available', 'executing']::oban_job_state[])"
+        " AND queue = %(q)s AND (priority, scheduled_at, id) <= (%(b0)s, %(b1)s, %(b2)s)"
+    ),
     "procrastinate": (
         "SELECT count(*) FROM procrastinate_jobs"
         " WHERE status = ANY (ARRAY['todo', 'doing']::procrastinate_job_status[])"
         " AND id <= %(b0)s"
     ),
 }
+WINDOW_BOUND_SQL["pgqueuer-asyncpg"] = WINDOW_BOUND_SQL["pgqueuer"]  # the same tables
+REMAINING_SQL["pgqueuer-asyncpg"] = REMAINING_SQL["pgqueuer"]
+QUEUE = "bench"  # procrastinate's and oban's queue (agent.py)
+
+# A drain in which no job completes for this long fails (a worker stuck or logging errors)
+# instead of waiting for the 30-minute limit.
+STALL_SECONDS = 120.0
 
 # -- subprocesses ----------------------------------------------------------------------------
 
@@ -152,7 +216,8 @@ class Agent:
 
     def __init__(self, label: str, lib: str, command: str, dsn: str, opts: dict[str, Any]):
         self.label = label
-        self.argv = [sys.executable, str(AGENT), lib, command, dsn, json.dumps(opts)]
+        python = str(VENV312_PYTHON) if lib in PY312_LIBS else sys.executable
+        self.argv = [python, str(AGENT), lib, command, dsn, json.dumps(opts)]
         self.proc: asyncio.subprocess.Process | None = None
         self.lines: asyncio.Queue[str | None] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
@@ -238,12 +303,12 @@ async def agents(*items: Agent) -> Any:
 class Server:
     """The PostgreSQL server of the run: a LocalPostgres, or JOB_BENCH_DSN."""
 
-    def __init__(self, dsn: str | None) -> None:
+    def __init__(self, dsn: str | None, durable: bool = False) -> None:
         self.local: Any = None
         if dsn is None:
             from job.testing._localpg import LocalPostgres
 
-            self.local = LocalPostgres(max_connections=200).start()
+            self.local = LocalPostgres(max_connections=200, durable=durable).start()
             dsn = self.local.dsn()
         self.base = conninfo_to_dict(dsn)
         self.admin = psycopg.connect(dsn, autocommit=True)
@@ -324,6 +389,8 @@ class Ctx:
     data: dict[str, Any] = field(default_factory=dict)
     process_partial: dict[str, Any] = field(default_factory=dict)
     sizes_run: list[int] | None = None
+    profile: str = "fast"
+    best_from: dict[str, dict[str, Any]] = field(default_factory=dict)  # durable: fast's best
 
     def say(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
@@ -348,11 +415,13 @@ async def prefill(lib: str, dsn: str, count: int) -> float:
 
 async def window_bound(lib: str, dsn: str, window: int) -> dict[str, Any]:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        cur = await conn.execute(WINDOW_BOUND_SQL[lib], {"t": JOB_TYPE, "k": window - 1})
+        args = {"t": JOB_TYPE, "q": QUEUE, "k": window - 1}
+        cur = await conn.execute(WINDOW_BOUND_SQL[lib], args)
         row = await cur.fetchone()
     if row is None:
         raise RuntimeError(f"{lib}: fewer than {window} jobs queued")
-    return {"t": JOB_TYPE, "b0": row[0], "b1": row[1] if len(row) > 1 else None}
+    bound = {f"b{i}": row[i] if i < len(row) else None for i in range(3)}
+    return {"t": JOB_TYPE, "q": QUEUE, **bound}
 
 
 async def drain(
@@ -364,11 +433,14 @@ async def drain(
     window: int,
     label: str,
     wrap: list[str] | None = None,
+    rss_every: float | None = None,
 ) -> dict[str, Any]:
     """Start ``workers`` worker processes on a pre-filled database, release them together and
     wait until the first ``window`` jobs (claim order) are done, watching the database.
 
-    ``wrap`` prefixes the workers' command line (a profiler); they are then let exit."""
+    ``wrap`` prefixes the workers' command line (a profiler); they are then let exit.
+    ``rss_every`` (seconds): sample the first worker's RSS about that often (and poll the
+    database at that pace), giving ``rss_curve`` = [[seconds, rss_kb, jobs done], ...]."""
     params = await window_bound(lib, dsn, window)
     crew = [Agent(f"{label}-w{i}", lib, "worker", dsn, opts) for i in range(workers)]
     for a in crew:
@@ -382,6 +454,16 @@ async def drain(
             a.send("GO")
         t0 = time.time()
         remaining, t_last, r_last, sleep = window, t0, window, 0.05
+        t_progress = t0
+        curve: list[list[float]] = []
+
+        def sample_rss(done: int) -> None:
+            with contextlib.suppress(psutil.Error):
+                rss = procs[0].memory_info().rss // 1024
+                curve.append([round(time.time() - t0, 2), rss, done])
+
+        if rss_every:
+            sample_rss(0)
         while True:
             await asyncio.sleep(sleep)
             if not all(a.alive() for a in crew):
@@ -393,6 +475,8 @@ async def drain(
             cur = await db.execute(REMAINING_SQL[lib], params)
             row = await cur.fetchone()
             remaining = int(row[0]) if row else 0
+            if rss_every:
+                sample_rss(window - remaining)
             if remaining == 0:
                 t_end = t_query
                 worker_cpu = cpu_delta(worker_cpu0, cpu_by_pid(procs))
@@ -400,11 +484,19 @@ async def drain(
                 break
             if t_query - t0 > 1800:
                 raise AgentError(f"{label}: {remaining} jobs still not done after 30 minutes")
+            if remaining < r_last:
+                t_progress = t_query
+            elif t_query - t_progress > STALL_SECONDS:
+                tail = crew[0].log_path.read_text()[-3000:]
+                raise AgentError(
+                    f"{label}: no job done for {STALL_SECONDS:.0f}s ({remaining} left);"
+                    f" first worker's stderr:\n{tail}"
+                )
             # Poll more often as the end nears: about 4 polls over the expected rest.
             rate = (r_last - remaining) / max(t_query - t_last, 1e-3)
             t_last, r_last = t_query, remaining
             expected = remaining / rate if rate > 0 else 1.0
-            sleep = min(max(expected / 4, 0.01), 0.25)
+            sleep = rss_every or min(max(expected / 4, 0.01), 0.25)
         stats = [await a.stop() for a in crew]
         if wrap:
             for a in crew:
@@ -419,6 +511,7 @@ async def drain(
         "pg_cpu_us_per_job": None if pg_cpu is None else pg_cpu / window * 1e6,
         "peak_rss_kb": [s.get("peak_rss_kb") for s in stats],
         "ready_rss_kb": [s.get("ready_rss_kb") for s in stats],
+        **({"rss_curve": curve} if rss_every else {}),
     }
 
 
@@ -486,7 +579,7 @@ async def scenario_process(ctx: Ctx) -> dict[str, Any]:
                     continue
                 if size >= 100_000 and lib in SKIP_100K_LIBS:
                     continue
-                configs = WORKER_CONFIGS[lib] if size == sizes[0] else [best_config(ctx, lib)]
+                configs = configs_for(ctx, lib) if size == sizes[0] else [best_config(ctx, lib)]
                 for cfg in configs:
                     for workers in ctx.workers:
                         await process_case(ctx, out, lib, cfg, size, workers, run)
@@ -573,19 +666,26 @@ async def scenario_backlog(ctx: Ctx) -> dict[str, Any]:
     """4. Backlog scaling: drain the first 10,000 jobs with 10,000 vs 1,000,000 pending."""
     small, big = (2000, 50_000) if ctx.quick else (10_000, 1_000_000)
     backlogs = [small, big]
-    windows = {lib: min(small, BACKLOG_WINDOW.get(lib, small)) for lib in ctx.libs}
-    out: dict[str, Any] = {"windows": windows, "backlogs": backlogs, "results": [], "fill": {}}
-    for lib in ctx.libs:
-        for backlog in backlogs:
-            tpl = f"tpl_{lib}_{backlog}"
-            ctx.server.create(tpl, f"tpl_{lib}")
-            t0 = time.perf_counter()
-            await prefill(lib, ctx.server.dsn(tpl), backlog)
-            out["fill"][f"{lib}/{backlog}"] = time.perf_counter() - t0
-            ctx.say(f"backlog {lib}: filled {backlog} rows in {time.perf_counter() - t0:.1f}s")
+    libs = [lib for lib in ctx.libs if lib not in SKIP_BACKLOG_LIBS]
+    windows = {lib: min(small, BACKLOG_WINDOW.get(lib, small)) for lib in libs}
+    out: dict[str, Any] = {
+        "windows": windows,
+        "backlogs": backlogs,
+        "results": [],
+        "fill": {},
+        "skipped": sorted(set(ctx.libs) & SKIP_BACKLOG_LIBS),
+    }
     try:
+        for lib in libs:
+            for backlog in backlogs:
+                tpl = f"tpl_{lib}_{backlog}"
+                ctx.server.create(tpl, f"tpl_{lib}")
+                t0 = time.perf_counter()
+                await prefill(lib, ctx.server.dsn(tpl), backlog)
+                out["fill"][f"{lib}/{backlog}"] = time.perf_counter() - t0
+                ctx.say(f"backlog {lib}: filled {backlog} rows in {time.perf_counter() - t0:.1f}s")
         for run in range(ctx.runs):
-            for lib in ctx.libs:
+            for lib in libs:
                 cfg = best_config(ctx, lib)
                 for backlog in backlogs:
                     label = f"{lib}-backlog-{backlog}-{run}"
@@ -599,10 +699,48 @@ async def scenario_backlog(ctx: Ctx) -> dict[str, Any]:
                         f"backlog {lib:13} {backlog:>8} pending run {run + 1}:"
                         f" {res['per_job_us']:7.0f} us/job ({res['rate']:.0f} jobs/s)"
                     )
+        if "job" in ctx.libs:
+            out["memory1m"] = await memory_drain(ctx, f"tpl_job_{big}", big)
     finally:
-        for lib in ctx.libs:
+        for lib in libs:
             for backlog in backlogs:
                 ctx.server.drop(f"tpl_{lib}_{backlog}")
+    return out
+
+
+RSS_EVERY = 1.0  # seconds between RSS samples of the memory1m drain
+
+
+async def memory_drain(ctx: Ctx, template: str, size: int) -> dict[str, Any]:
+    """``memory1m``: one `job` worker (best configuration) drains the whole big backlog (all
+    ``size`` jobs, once per invocation) while its RSS is sampled about every second."""
+    cfg = best_config(ctx, "job")
+    with ctx.server.fresh(template) as dsn:
+        res = await drain(
+            ctx.server, "job", dsn, cfg["opts"], 1, size, "job-memory1m", rss_every=RSS_EVERY
+        )
+    curve = res["rss_curve"]
+
+    def rss_at(fraction: float) -> float | None:
+        return next((kb for _, kb, done in curve if done >= fraction * size), None)
+
+    out = {
+        "size": size,
+        "config": cfg["name"],
+        "rate": res["rate"],
+        "elapsed": res["elapsed"],
+        "ready_rss_kb": res["ready_rss_kb"][0],
+        "peak_rss_kb": res["peak_rss_kb"][0],
+        "rss_10pct_kb": rss_at(0.1),
+        "rss_50pct_kb": rss_at(0.5),
+        "rss_end_kb": curve[-1][1] if curve else None,
+        "curve": curve,
+    }
+    ctx.say(
+        f"memory1m job: {size:,} jobs in {res['elapsed']:.0f}s; RSS at 10%"
+        f" {(out['rss_10pct_kb'] or 0) / 1024:.0f} MiB, at the end"
+        f" {(out['rss_end_kb'] or 0) / 1024:.0f} MiB"
+    )
     return out
 
 
@@ -723,6 +861,46 @@ async def scenario_profile(ctx: Ctx) -> dict[str, Any]:
     return out
 
 
+SQLITE_SCRIPT = BENCH / "sqlite_peers.py"
+
+
+async def scenario_sqlite(ctx: Ctx) -> dict[str, Any]:
+    """`job` vs huey on SQLite: runs bench/sqlite_peers.py (maintained beside this file) and
+    keeps its samples ({"samples": {lib: {"single"|"bulk"|"process": [jobs/s, ...]}}})."""
+    out: dict[str, Any] = {"script": str(SQLITE_SCRIPT.relative_to(REPO))}
+    if not SQLITE_SCRIPT.exists():
+        return {**out, "error": f"FileNotFoundError: {out['script']} does not exist"}
+    log_path = RESULTS / "logs" / "sqlite_peers.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="job-bench-sqlite-") as tmp:
+        target = Path(tmp) / "sqlite.json"
+        argv = [sys.executable, str(SQLITE_SCRIPT), "--runs", str(ctx.runs)]
+        argv += [*(["--quick"] if ctx.quick else []), "--json", str(target)]
+        with log_path.open("w") as log:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO), env=AGENT_ENV or None
+            )
+            try:
+                code = await asyncio.wait_for(proc.wait(), 1800)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                return {**out, "error": "sqlite_peers.py did not finish within 30 minutes"}
+        tail = log_path.read_text()[-3000:]
+        if code != 0:
+            return {**out, "error": f"sqlite_peers.py exited with status {code}; output:\n{tail}"}
+        try:
+            result = json.loads(target.read_text())
+            samples = result["samples"]
+        except (OSError, ValueError, KeyError) as exc:
+            return {**out, "error": f"sqlite_peers.py wrote no usable {target.name}: {exc!r}"}
+    out.update(samples=samples, notes=result.get("notes", {}))
+    for lib, modes in samples.items():
+        figures = ", ".join(f"{m} {median(v):.0f}" for m, v in modes.items() if v)
+        ctx.say(f"sqlite {lib:8} jobs/s: {figures}")
+    return out
+
+
 SCENARIOS = {
     "spawn": scenario_spawn,
     "process": scenario_process,
@@ -730,6 +908,7 @@ SCENARIOS = {
     "backlog": scenario_backlog,
     "memory": scenario_memory,
     "profile": scenario_profile,
+    "sqlite": scenario_sqlite,
 }
 
 
@@ -745,7 +924,15 @@ def machine(server: Server) -> dict[str, Any]:
         return "?"
 
     versions = {}
-    for dist in ("job", "pgqueuer", "procrastinate", "psycopg", "psycopg-pool", "psycopg-binary"):
+    for dist in (
+        "job",
+        "pgqueuer",
+        "asyncpg",
+        "procrastinate",
+        "psycopg",
+        "psycopg-pool",
+        "psycopg-binary",
+    ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)
     return {
@@ -755,14 +942,38 @@ def machine(server: Server) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "postgres": server.scalar("SELECT version()"),
-        "postgres_settings": {
-            name: server.scalar(f"SHOW {name}")
-            for name in ("fsync", "synchronous_commit", "shared_buffers", "max_connections")
-        },
+        "postgres_settings": postgres_settings(server),
+        "python312": python312(),
         "server": "LocalPostgres (throwaway)" if server.local else "JOB_BENCH_DSN",
         "versions": versions,
         "job_commit": job_commit(),
     }
+
+
+def postgres_settings(server: Server) -> dict[str, Any]:
+    names = (
+        "fsync",
+        "synchronous_commit",
+        "full_page_writes",
+        "shared_buffers",
+        "max_connections",
+    )
+    return {name: server.scalar(f"SHOW {name}") for name in names}
+
+
+def python312() -> dict[str, Any]:
+    """The second interpreter (oban's agents): its Python version and oban's, or why not."""
+    probe = (
+        "import platform, importlib.metadata as m, json;"
+        "print(json.dumps({'python': platform.python_version(),"
+        " 'versions': {d: m.version(d) for d in ('oban', 'psycopg', 'psycopg-pool')}}))"
+    )
+    if not VENV312_PYTHON.exists():
+        return {"error": f"{VENV312_PYTHON} does not exist (bench/run.sh makes it)"}
+    out = subprocess.run([str(VENV312_PYTHON), "-c", probe], capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"path": str(VENV312_PYTHON), "error": out.stderr.strip()[-500:]}
+    return {"path": str(VENV312_PYTHON), **json.loads(out.stdout)}
 
 
 def job_commit() -> str:
@@ -780,12 +991,23 @@ def job_commit() -> str:
 # -- main ----------------------------------------------------------------------------------
 
 
-async def install_templates(ctx: Ctx) -> None:
-    for lib in ctx.libs:
+async def install_templates(ctx: Ctx) -> dict[str, str]:
+    """Each library's template; a library whose install fails is left out of this profile
+    (its error is returned and recorded), the others are measured."""
+    failed = {}
+    for lib in list(ctx.libs):
         tpl = f"tpl_{lib}"
         ctx.server.create(tpl)
-        await run_agent(f"{lib}-install", lib, "install", ctx.server.dsn(tpl), {})
+        try:
+            await run_agent(f"{lib}-install", lib, "install", ctx.server.dsn(tpl), {})
+        except AgentError as exc:
+            ctx.say(f"{lib}: schema install FAILED, left out: {str(exc)[-500:]}")
+            failed[lib] = str(exc)[-2000:]
+            ctx.libs.remove(lib)
+            ctx.server.drop(tpl)
+            continue
         await settle(ctx.server.dsn(tpl))
+    return failed
 
 
 def snapshot_job_source() -> Path:
@@ -802,46 +1024,87 @@ def snapshot_job_source() -> Path:
     return root
 
 
-async def amain(args: argparse.Namespace) -> dict[str, Any]:
-    source = snapshot_job_source()
-    server = Server(os.environ.get("JOB_BENCH_DSN"))
+async def run_profile(
+    args: argparse.Namespace, profile: str, best_from: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any], Ctx]:
+    """All scenarios of one server profile, on its own LocalPostgres (or JOB_BENCH_DSN)."""
+    server = Server(os.environ.get("JOB_BENCH_DSN"), durable=profile == "durable")
     ctx = Ctx(
         server=server,
         runs=args.runs,
-        libs=args.libs,
+        libs=list(args.libs),
         quick=args.quick,
         sizes=args.sizes,
         workers=args.workers,
+        profile=profile,
+        best_from=best_from,
     )
-    started = datetime.now(UTC)
-    data: dict[str, Any] = {
-        "started": started.isoformat(timespec="seconds"),
-        "machine": machine(server),
-        "runs": args.runs,
-        "quick": args.quick,
-        "libs": args.libs,
-        "worker_configs": WORKER_CONFIGS,
+    names = [n for n in args.scenarios if profile == "fast" or n in DURABLE_SCENARIOS]
+    out: dict[str, Any] = {
+        "postgres_settings": postgres_settings(server),
+        "scenario_names": names,
+        "best_from_fast": {lib: c["name"] for lib, c in best_from.items()},
         "scenarios": {},
     }
+    settings = ", ".join(f"{k}={v}" for k, v in out["postgres_settings"].items())
+    ctx.say(f"=== profile {profile}: {settings}")
+    t_profile = time.perf_counter()
     try:
-        await install_templates(ctx)
-        for name in args.scenarios:
+        out["install_failed"] = await install_templates(ctx)
+        for name in names:
             t0 = time.perf_counter()
-            ctx.say(f"== scenario {name}")
+            ctx.say(f"== {profile}: scenario {name}")
             load_before = os.getloadavg()
             try:
                 result = await SCENARIOS[name](ctx)
-            except (AgentError, psycopg.Error, OSError) as exc:
+            except (AgentError, psycopg.Error, OSError, TimeoutError) as exc:
                 # Keep going: the other scenarios and the report are still worth having.
                 ctx.say(f"scenario {name} FAILED: {exc}")
                 result = {"error": f"{type(exc).__name__}: {exc}"[-4000:]}
+            if "error" in result and len(result) <= 3:
+                ctx.say(f"scenario {name}: {result['error'][:300]}")
             result["seconds"] = time.perf_counter() - t0
             result["loadavg_before_after"] = [load_before, os.getloadavg()]
-            data["scenarios"][name] = ctx.data[name] = result
+            out["scenarios"][name] = ctx.data[name] = result
     finally:
         for lib in ctx.libs:
             server.drop(f"tpl_{lib}")
         server.close()
+    out["seconds"] = time.perf_counter() - t_profile
+    return out, ctx
+
+
+async def amain(args: argparse.Namespace) -> dict[str, Any]:
+    # SIGTERM (e.g. `timeout`) cancels the run so that servers and agents are still cleaned up.
+    main_task = asyncio.current_task()
+    if main_task is not None:
+        with contextlib.suppress(NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    source = snapshot_job_source()
+    started = datetime.now(UTC)
+    probe = Server(os.environ.get("JOB_BENCH_DSN"))
+    try:
+        mach = machine(probe)
+    finally:
+        probe.close()
+    data: dict[str, Any] = {
+        "started": started.isoformat(timespec="seconds"),
+        "machine": mach,
+        "runs": args.runs,
+        "quick": args.quick,
+        "libs": args.libs,
+        "skipped_libs": args.skipped_libs,
+        "worker_configs": WORKER_CONFIGS,
+        "profiles": {},
+    }
+    try:
+        best_from: dict[str, dict[str, Any]] = {}
+        for profile in args.profiles:
+            result, ctx = await run_profile(args, profile, best_from if profile != "fast" else {})
+            data["profiles"][profile] = result
+            if profile == "fast":
+                best_from = {lib: best_config(ctx, lib) for lib in ctx.libs}
+    finally:
         shutil.rmtree(source, ignore_errors=True)
     data["seconds"] = (datetime.now(UTC) - started).total_seconds()
     data["job_commit_end"] = job_commit()  # src/ at the end (the run used the start's copy)
@@ -877,11 +1140,28 @@ def main() -> None:
         type=Path,
         help="JSON file replacing WORKER_CONFIGS (a sweep of worker settings)",
     )
+    parser.add_argument(
+        "--profiles",
+        type=lambda s: s.split(","),
+        default=list(PROFILES),
+        help="comma-separated subset of fast,durable (server durability settings)",
+    )
     parser.add_argument("--no-report", action="store_true", help="do not rewrite RESULTS.md")
     args = parser.parse_args()
-    unknown = set(args.scenarios) - set(SCENARIOS) | set(args.libs) - set(LIBS)
+    unknown = (
+        set(args.scenarios) - set(SCENARIOS)
+        | set(args.libs) - set(LIBS)
+        | set(args.profiles) - set(PROFILES)
+    )
     if unknown:
         parser.error(f"unknown: {', '.join(sorted(unknown))}")
+    args.skipped_libs = {}
+    if PY312_LIBS & set(args.libs) and not VENV312_PYTHON.exists():
+        # Never fake a figure: say so and measure the others.
+        for lib in sorted(PY312_LIBS & set(args.libs)):
+            args.skipped_libs[lib] = f"{VENV312_PYTHON} does not exist (bench/run.sh makes it)"
+            print(f"skipping {lib}: {args.skipped_libs[lib]}", file=sys.stderr)
+        args.libs = [lib for lib in args.libs if lib not in PY312_LIBS]
 
     if args.configs is not None:
         WORKER_CONFIGS.clear()

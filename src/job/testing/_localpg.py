@@ -3,7 +3,9 @@
 Finds the server binaries (``pg_config --bindir``, ``/usr/lib/postgresql/*/bin``, ``PATH``),
 runs ``initdb`` into a temporary directory and starts ``postgres`` on a free loopback port.
 ``initdb`` refuses to run as root, so as root both run as the ``postgres`` user. Durability is
-switched off (fsync, synchronous_commit): the data is thrown away anyway.
+switched off (fsync, synchronous_commit, full_page_writes): the data is thrown away anyway;
+``LocalPostgres(durable=True)`` switches all three on, for measurements that should pay a real
+commit flush.
 """
 
 from __future__ import annotations
@@ -53,8 +55,15 @@ def _free_port() -> int:
 class LocalPostgres:
     """``with LocalPostgres() as pg: pg.dsn(...)`` - started on enter, removed on exit."""
 
-    def __init__(self, *, max_connections: int = 300, log_name: str = "postgres.log") -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int = 300,
+        log_name: str = "postgres.log",
+        durable: bool = False,
+    ) -> None:
         self.max_connections = max_connections
+        self.durable = durable
         self.log_name = log_name
         self.port = 0
         self.root: Path | None = None
@@ -107,9 +116,11 @@ class LocalPostgres:
                 "-c listen_addresses=127.0.0.1",
                 f"-c unix_socket_directories={self.root}",
                 f"-c max_connections={self.max_connections}",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
+                *(
+                    ["-c fsync=on", "-c synchronous_commit=on", "-c full_page_writes=on"]
+                    if self.durable
+                    else ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+                ),
                 "-c shared_buffers=256MB",
             ]
         )
