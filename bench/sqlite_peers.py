@@ -24,6 +24,13 @@ Figures, jobs per second, medians over ``--runs`` (libraries interleaved within 
   consumer polls an empty queue with that backoff; a busy one without delay). The best
   configuration of each library is its ``process`` figure; all are in ``configs``.
 
+Durability differs by default: SqliteHuey leaves SQLite's ``synchronous`` at FULL (an fsync
+of the WAL at every commit; its ``fsync=`` option only chooses FULL or OFF), job sets NORMAL
+(no fsync per commit in WAL mode). The figures above use each library's defaults; huey's
+single spawn and 1-worker drain are also measured with its connections set to NORMAL (a
+``SqliteStorage`` subclass running the pragma), reported apart in
+``configs["huey"]["synchronous_normal"]`` and never counted as samples.
+
 Completion is read from the file by this orchestrator (job: rows left in ``job_executions``,
 none ``running``; huey: rows left in ``task``), every 10 ms, and checked at the end: every job
 of job's is ``completed`` in ``jobs`` with none live; huey's ``task`` table is empty and its
@@ -52,11 +59,11 @@ from typing import Any
 
 BULK = 1000
 POLL = 0.01
-JOB_CONFIGS = {
-    "default (max 50 / min 30)": {"max_jobs": 50, "min_jobs": 30},
+JOB_CONFIGS: dict[str, dict[str, Any]] = {
+    "default (max 50 / min 30)": {},  # JobPollerConfig() as shipped
     "max 500 / min 250": {"max_jobs": 500, "min_jobs": 250},
 }
-HUEY_CONFIGS = {
+HUEY_CONFIGS: dict[str, dict[str, Any]] = {
     "consumer, 1 thread worker (default)": {"workers": 1},
     "consumer, 8 thread workers": {"workers": 8},
 }
@@ -93,10 +100,11 @@ async def _job_agent(command: str, path: str, opts: dict[str, Any]) -> None:
         def init(self, config: Noop) -> NoopRunner:
             return NoopRunner()
 
-    poller = JobPollerConfig(
-        max_jobs_per_process=opts.get("max_jobs", 50),
-        min_jobs_per_process=opts.get("min_jobs", 30),
-    )
+    poller = JobPollerConfig()
+    if "max_jobs" in opts:
+        poller = JobPollerConfig(
+            max_jobs_per_process=opts["max_jobs"], min_jobs_per_process=opts["min_jobs"]
+        )
     jobs = await Jobs.init(JobSvcConfig(sqlite_path=Path(path), poller_config=poller))
     spawner = jobs.add_initializer(NoopJob())
     count = opts.get("count", 0)
@@ -124,7 +132,21 @@ async def _job_agent(command: str, path: str, opts: dict[str, Any]) -> None:
 def _huey_agent(command: str, path: str, opts: dict[str, Any]) -> None:
     from huey import SqliteHuey
 
-    huey = SqliteHuey("bench", filename=path)
+    factory: Any = SqliteHuey
+    if "synchronous" in opts:  # every connection huey opens (one per consumer thread)
+        from huey.storage import SqliteStorage
+
+        class Storage(SqliteStorage):
+            def _create_connection(self) -> Any:
+                conn = super()._create_connection()
+                conn.execute(f"PRAGMA synchronous = {opts['synchronous']}")
+                return conn
+
+        class Huey(SqliteHuey):
+            storage_class = Storage
+
+        factory = Huey
+    huey = factory("bench", filename=path)
 
     @huey.task()
     def noop(n: int = 0) -> None:
@@ -195,8 +217,8 @@ class Agent:
         return err
 
 
-def timed_spawn(lib: str, mode: str, path: Path, count: int) -> float:
-    agent = Agent(lib, mode, path, {"count": count})
+def timed_spawn(lib: str, mode: str, path: Path, count: int, **opts: Any) -> float:
+    agent = Agent(lib, mode, path, {"count": count, **opts})
     agent.expect("READY")
     agent.send("GO")
     elapsed = json.loads(agent.expect("DONE").split(" ", 1)[1])["elapsed"]
@@ -261,7 +283,7 @@ def median(values: list[float]) -> float:
 
 def measure(runs: int, count: int) -> dict[str, Any]:
     samples: dict[str, dict[str, list[float]]] = {"job": {}, "huey": {}}
-    configs: dict[str, dict[str, list[float]]] = {"job": {}, "huey": {}}
+    configs: dict[str, dict[str, list[float]]] = {"job": {}, "huey": {}, "huey_normal": {}}
     with tempfile.TemporaryDirectory(prefix="job-bench-sqlite-") as folder:
         files = iter(range(10**6))
 
@@ -274,25 +296,60 @@ def measure(runs: int, count: int) -> dict[str, Any]:
                     rate = timed_spawn(lib, mode, fresh(), count)
                     samples[lib].setdefault(mode, []).append(rate)
                     print(f"run {run + 1} {lib:4} spawn {mode:6} {rate:9.0f} jobs/s", flush=True)
+                if lib == "huey":  # at job's durability (synchronous=NORMAL): not samples
+                    rate = timed_spawn(lib, "single", fresh(), count, synchronous="NORMAL")
+                    configs["huey_normal"].setdefault("single", []).append(rate)
+                    print(f"run {run + 1} huey spawn single  NORMAL {rate:9.0f} jobs/s")
+                    rate = timed_drain(
+                        lib, fresh(), count, {"workers": 1, "synchronous": "NORMAL"}
+                    )
+                    configs["huey_normal"].setdefault("process", []).append(rate)
+                    print(f"run {run + 1} huey process 1 thread worker, NORMAL {rate:9.0f} jobs/s")
                 for name, opts in (JOB_CONFIGS if lib == "job" else HUEY_CONFIGS).items():
                     rate = timed_drain(lib, fresh(), count, opts)
                     configs[lib].setdefault(name, []).append(rate)
                     print(f"run {run + 1} {lib:4} process {name:36} {rate:9.0f} jobs/s")
-    best = {lib: max(configs[lib], key=lambda c: median(configs[lib][c])) for lib in configs}
+    best = {lib: max(configs[lib], key=lambda c: median(configs[lib][c])) for lib in samples}
     for lib in samples:
         samples[lib]["process"] = configs[lib][best[lib]]
     from importlib import metadata
 
     return {
         "samples": samples,
-        "configs": {lib: {"process": configs[lib], "best": best[lib]} for lib in configs},
+        "configs": {
+            "job": {
+                "single": "await spawner.spawn(Noop(n=i)), one call at a time",
+                "bulk": f"await spawner.spawn_many([...]) in calls of {BULK}",
+                "process": configs["job"],
+                "process_opts": JOB_CONFIGS,
+                "best": best["job"],
+            },
+            "huey": {
+                "single": "noop(i): calling the @huey.task() function enqueues it",
+                "bulk": "the same loop of noop(i): huey has no bulk enqueue",
+                "process": configs["huey"],
+                "process_opts": HUEY_CONFIGS,
+                "best": best["huey"],
+                # Its SQLite default is synchronous=FULL (an fsync per commit); job uses NORMAL.
+                "synchronous_normal": {
+                    "single": configs["huey_normal"]["single"],
+                    "process, consumer, 1 thread worker": configs["huey_normal"]["process"],
+                },
+            },
+        },
         "notes": {
             "jobs": count,
             "runs": runs,
             "huey_version": metadata.version("huey"),
             "sqlite_version": sqlite3.sqlite_version,
             "bulk_api": "job: spawn_many in calls of 1,000; huey: none (one enqueue per task)",
-            "huey_consumer": "create_consumer(workers=W, worker_type='thread'), defaults else",
+            "huey_consumer": (
+                "huey.create_consumer(workers=W, worker_type='thread').run(), as huey_consumer"
+                " -k thread -w W; its defaults else: -d 0.1 -m 10 -b 1.15 (idle poll delay,"
+                " its cap and backoff), -s 1, periodic on; SqliteHuey defaults: WAL,"
+                " synchronous left at SQLite's default (FULL), results on but None not stored"
+            ),
+            "job_sqlite": "WAL, synchronous=NORMAL (job's own pragmas)",
             "python": sys.version.split()[0],
         },
     }
@@ -304,6 +361,11 @@ def report(data: dict[str, Any]) -> None:
     for figure in ("single", "bulk", "process"):
         job = median(data["samples"]["job"][figure])
         huey = median(data["samples"]["huey"][figure])
+        print(f"{figure:10} {job:9.0f} {huey:9.0f} {job / huey:8.2f}x")
+    normal = data["configs"]["huey"]["synchronous_normal"]
+    print("huey at job's durability (synchronous=NORMAL; its default is FULL):")
+    for figure, key in (("single", "single"), ("process", "process, consumer, 1 thread worker")):
+        job, huey = median(data["samples"]["job"][figure]), median(normal[key])
         print(f"{figure:10} {job:9.0f} {huey:9.0f} {job / huey:8.2f}x")
     for lib in ("job", "huey"):
         print(f"{lib} best process config: {data['configs'][lib]['best']}")
