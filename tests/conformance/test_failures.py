@@ -25,6 +25,9 @@ from tests.support import Cfg, FnInitializer, LogWatcher, complete
 pytestmark = pytest.mark.anyio
 
 ONCE = RetrySettings(n_attempts=1)
+# A reset multiple no run in these tests can reach: short test backoffs must not let a slow
+# retry restart the attempt counter (see RetrySettings.attempt_reset_after_backoff_multiples).
+NEVER_RESET = 10**9
 
 
 async def run_and_get(jobs, spawner, config=None):
@@ -56,8 +59,14 @@ async def test_runner_raising_anything_fails_the_attempt(make_jobs, raise_, erro
     async def run(current):
         raise raise_
 
+    # The backoff is 1 ms so the test is quick; with the default reset multiple a retry that
+    # took over 3 ms from start to failure (a loaded machine) would restart the attempt
+    # counter and be retried once more, which is the reset rule working, not this test's point.
     retry = RetrySettings(
-        n_attempts=2, n_warn_attempts=None, min_backoff=timedelta(milliseconds=1)
+        n_attempts=2,
+        n_warn_attempts=None,
+        min_backoff=timedelta(milliseconds=1),
+        attempt_reset_after_backoff_multiples=NEVER_RESET,
     )
     jobs = await make_jobs()
     bad = jobs.add_initializer(FnInitializer("raises", run, retry=retry))
@@ -118,7 +127,11 @@ async def test_stored_config_that_no_longer_validates_is_recorded_and_retried(
             "evolving",
             complete,
             config_type=V2,
-            retry=RetrySettings(n_attempts=2, min_backoff=timedelta(milliseconds=10)),
+            retry=RetrySettings(
+                n_attempts=2,
+                min_backoff=timedelta(milliseconds=10),
+                attempt_reset_after_backoff_multiples=NEVER_RESET,
+            ),
         )
     )
     other = jobs.add_initializer(FnInitializer("bystander", complete))
