@@ -116,6 +116,37 @@ def _forget_tracebacks(exc: BaseException) -> None:
         current = current.__cause__ or current.__context__
 
 
+class _RunEnd:
+    """How one run (a single job, or one batch) ends: ``release`` frees its capacity slot
+    when its runner is done, ``finish`` forgets it once its outcome is written. Each happens
+    once. A run whose write was handed to the writer without waiting (``detach``) is finished
+    by the writer, not by its task."""
+
+    __slots__ = ("_dispatcher", "_finished", "_released", "_rows", "detached")
+
+    def __init__(self, dispatcher: Dispatcher, rows: list[ClaimedRow]) -> None:
+        self._dispatcher = dispatcher
+        self._rows = rows
+        self._released = False
+        self._finished = False
+        self.detached = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._dispatcher._release(self._rows)
+
+    def finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._dispatcher._finish(self._rows)
+
+    def detach(self) -> Callable[[], None]:
+        """The task no longer finishes the run: whoever calls the returned function does."""
+        self.detached = True
+        return self.finish
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -175,7 +206,7 @@ class Dispatcher:
         """
         task = self._launch(
             [row],
-            lambda release_slot: self._execute(row, traced, release_slot),
+            lambda end: self._execute(row, traced, end),
             f"job-{row.job_type}-{row.id}",
         )
         self._run_tasks[row.id] = task
@@ -184,14 +215,14 @@ class Dispatcher:
         """The same for a batch of one batched type: one slot, one task, one ``run_batch``."""
         self._launch(
             rows,
-            lambda release_slot: self._execute_batch(rows, traced, release_slot),
+            lambda end: self._execute_batch(rows, traced, end),
             f"job-batch-{rows[0].job_type}-{len(rows)}",
         )
 
     def _launch(
         self,
         rows: list[ClaimedRow],
-        body: Callable[[Callable[[], None]], Coroutine[Any, Any, None]],
+        body: Callable[[_RunEnd], Coroutine[Any, Any, None]],
         name: str,
     ) -> asyncio.Task[None]:
         job_type = rows[0].job_type
@@ -207,8 +238,8 @@ class Dispatcher:
         task = asyncio.get_running_loop().create_task(
             self._execute_and_release(rows, body), name=name
         )
+        # No done callback: the task forgets itself (one event-loop callback less per job).
         self._tasks.add(task)
-        task.add_done_callback(self._task_done)
         return task
 
     def _arm_grace(self, job_id: UUID) -> None:
@@ -248,54 +279,59 @@ class Dispatcher:
             task.cancel()
         if tasks:
             _, stuck = await asyncio.wait(tasks, timeout=timeout)
+            # A task cancelled before its first step never ran its own cleanup.
+            self._tasks -= {task for task in tasks if task.done()}
             if stuck:
                 logger.error("%d job run(s) ignored cancellation at shutdown", len(stuck))
 
     async def _execute_and_release(
         self,
         rows: list[ClaimedRow],
-        body: Callable[[Callable[[], None]], Coroutine[Any, Any, None]],
+        body: Callable[[_RunEnd], Coroutine[Any, Any, None]],
     ) -> None:
-        released = False
-        job_type = rows[0].job_type
         _metrics.run_started(self._registry, rows)
-
-        def release_slot() -> None:
-            # The run is over: free its capacity slot now, before its outcome is written, so
-            # the next claim overlaps this batch's outcome write instead of waiting for it.
-            # The ids stay live (heartbeated) until the write is done; `writing` counts such
-            # runs so the poller can stop claiming when the writer falls behind.
-            nonlocal released
-            if not released:
-                released = True
-                _metrics.run_ended(rows)
-                self.running -= 1
-                self.running_by_type[job_type] -= 1
-                self.writing += 1
-                if self.running == 0:
-                    self._idle.set()
-                self._on_finished()
-
+        end = _RunEnd(self, rows)
         try:
-            await body(release_slot)
+            await body(end)
+        except Exception:
+            logger.error("job task crashed", exc_info=True)  # a bug: _execute records failures
         finally:
-            release_slot()
-            _metrics.run_over(rows)
-            self.writing -= 1
+            end.release()
+            task = asyncio.current_task()
+            self._tasks.discard(task)
             for row in rows:
-                self._results.pop(row.claim_token, None)
-                self.cancels.forget(row.id)
-                self._killed.discard(row.id)
-                if self._run_tasks.get(row.id) is asyncio.current_task():
+                if self._run_tasks.get(row.id) is task:
                     del self._run_tasks[row.id]
-                count = self._live.pop(row.id, 1) - 1
-                if count > 0:
-                    self._live[row.id] = count
-            self._on_finished()
+            if not end.detached:
+                end.finish()
 
-    async def _execute(
-        self, row: ClaimedRow, traced: bool, release_slot: Callable[[], None]
-    ) -> None:
+    def _release(self, rows: list[ClaimedRow]) -> None:
+        """A run is over: free its capacity slot now, before its outcome is written, so the
+        next claim overlaps this batch's outcome write instead of waiting for it. The ids stay
+        live (heartbeated) until the write is done; ``writing`` counts such runs so the poller
+        can stop claiming when the writer falls behind."""
+        _metrics.run_ended(rows)
+        self.running -= 1
+        self.running_by_type[rows[0].job_type] -= 1
+        self.writing += 1
+        if self.running == 0:
+            self._idle.set()
+        self._on_finished()
+
+    def _finish(self, rows: list[ClaimedRow]) -> None:
+        """A run's outcome is written (or given up on): forget the run."""
+        _metrics.run_over(rows)
+        self.writing -= 1
+        for row in rows:
+            self._results.pop(row.claim_token, None)
+            self.cancels.forget(row.id)
+            self._killed.discard(row.id)
+            count = self._live.pop(row.id, 1) - 1
+            if count > 0:
+                self._live[row.id] = count
+        self._on_finished()
+
+    async def _execute(self, row: ClaimedRow, traced: bool, end: _RunEnd) -> None:
         initializer = self._registry.get(row.job_type)
         if traced:
             span_cm: AbstractContextManager[Span] = tel.TRACER.start_as_current_span(
@@ -318,7 +354,7 @@ class Dispatcher:
                 if not isinstance(initializer, JobInitializer):  # claims: registered types only
                     raise LookupError(f"no initializer for job type {row.job_type!r}")
                 if row.execute_at is None or row.scheduled_at is None:
-                    release_slot()
+                    end.release()
                     await self._fail_unreadable(row)
                     return
                 if row.attempt > 1:
@@ -328,7 +364,7 @@ class Dispatcher:
                     and settings.n_attempts is not None
                     and row.attempt > settings.n_attempts
                 ):
-                    release_slot()
+                    end.release()
                     await self._fail(
                         row,
                         transitions.attempts_exhausted(row, settings.n_attempts),
@@ -358,7 +394,7 @@ class Dispatcher:
                         task.uncancel()
                 elif isinstance(exc, asyncio.CancelledError) and _is_service_cancellation():
                     raise
-                release_slot()
+                end.release()
                 if isinstance(exc, RateLimitedError) and self.cancels.get(row.id) is None:
                     span.set_attribute("conclusion", "RateLimited")
                     await self._write_failure(
@@ -376,13 +412,11 @@ class Dispatcher:
                     row, failure, settings or _retry_settings(initializer), started_at
                 )
                 return
-            release_slot()
+            end.release()
             span.set_attribute("conclusion", type(outcome).__name__)
-            await self._conclude(row, outcome, current, initializer, started_at)
+            await self._conclude(row, outcome, current, initializer, started_at, end)
 
-    async def _execute_batch(
-        self, rows: list[ClaimedRow], traced: bool, release_slot: Callable[[], None]
-    ) -> None:
+    async def _execute_batch(self, rows: list[ClaimedRow], traced: bool, end: _RunEnd) -> None:
         """Run one batch: rows that cannot run (unreadable, out of attempts, a config that no
         longer validates) fail on their own first; the rest go to one ``run_batch``."""
         job_type = rows[0].job_type
@@ -444,7 +478,7 @@ class Dispatcher:
                     await slot.finish(commit=False)
                 if isinstance(exc, asyncio.CancelledError) and _is_service_cancellation():
                     raise
-                release_slot()
+                end.release()
                 failure = Failure.from_exception(exc)
                 tel.record_error(span, exc, level="ERROR" if failure.panicked else "WARN")
                 _forget_tracebacks(exc)
@@ -452,7 +486,7 @@ class Dispatcher:
                     *(self._fail(row, failure, settings, started_at) for row, _ in runnable)
                 )
                 return
-            release_slot()
+            end.release()
             if slot.open is None:
                 await asyncio.gather(
                     *(
@@ -590,7 +624,13 @@ class Dispatcher:
         current: CurrentJob[Any],
         initializer: Any,
         started_at: datetime,
+        end: _RunEnd | None = None,
     ) -> None:
+        """Write a run's outcome. A single run with no transaction of its own and no span
+        to cover the write (``end`` given, tracing off) hands its write to the writer and ends
+        its task at once: the writer finishes the run when the write is done. That saves each
+        run a future, a wake-up and a second step of its task (about a tenth of the per-job
+        CPU of a no-op job)."""
         write = self._planned_write(row, outcome, initializer)
         if isinstance(write, Failure):
             await current._finish_transaction(commit=False)
@@ -600,6 +640,9 @@ class Dispatcher:
         with tel.child_span(span_name, row.id, row.job_type) as span:
             if write.execute_at is not None:
                 span.set_attribute("job.reschedule_at", _iso(write.execute_at))
+            if current._open_transaction is None and end is not None and not span.is_recording():
+                self._hand_off(row, write, initializer, started_at, end)
+                return
             if current._open_transaction is None:
                 await self._submit(row, write, initializer, started_at)
                 return
@@ -662,6 +705,44 @@ class Dispatcher:
         except OutcomeRejectedError as exc:
             failure = Failure(f"the outcome could not be stored: {exc}", "OutcomeRejected")
             await self._fail(row, failure, _retry_settings(initializer), started_at)
+
+    def _hand_off(
+        self,
+        row: ClaimedRow,
+        write: OutcomeWrite,
+        initializer: Any,
+        started_at: datetime,
+        end: _RunEnd,
+    ) -> None:
+        """``_submit`` without waiting: the writer settles the run when its write is done. A
+        refused outcome is then recorded as a failed attempt by a task of its own, which
+        queues its write before the writer goes idle (shutdown's drain waits for it)."""
+        self._with_result(row, write)
+        finish = end.detach()
+
+        def settle(result: WriteResult | OutcomeRejectedError) -> None:
+            if isinstance(result, OutcomeRejectedError):
+                failure = Failure(f"the outcome could not be stored: {result}", "OutcomeRejected")
+                retry = _retry_settings(initializer)
+                self._follow_up(self._fail(row, failure, retry, started_at), finish)
+                return
+            self._log_unwritten(row, result)
+            finish()
+
+        self._writer.submit_nowait(write, settle)
+
+    def _follow_up(self, work: Coroutine[Any, Any, None], then: Callable[[], None]) -> None:
+        """Run ``work`` in a task of its own (tracked for shutdown), then ``then``."""
+
+        async def follow_up() -> None:
+            try:
+                await work
+            finally:
+                then()
+
+        task = asyncio.get_running_loop().create_task(follow_up())
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
 
     async def _fail_unreadable(self, row: ClaimedRow) -> None:
         """A row whose stored schedule cannot be read (written outside this library): end it

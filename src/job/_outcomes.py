@@ -42,19 +42,45 @@ class OutcomeRejectedError(DatabaseError):
     was written. The run should be recorded as failed instead."""
 
 
+Settle = Callable[["WriteResult | OutcomeRejectedError"], None]
+
+
 @dataclass(slots=True)
 class _Pending:
     write: OutcomeWrite
-    # A bare asyncio future: one per finished run, and an anyio.Event costs several times more.
-    done: asyncio.Future[WriteResult]
+    # Called once with what became of the write, from the writer's task: a plain callback
+    # (per finished run, an awaited future costs a wake-up and a task step more).
+    settle: Settle
+    settled: bool = False
+
+
+def _settle(pending: _Pending, result: WriteResult | OutcomeRejectedError) -> None:
+    if pending.settled:
+        return
+    pending.settled = True
+    try:
+        pending.settle(result)
+    except Exception:  # a bug in a callback must not kill the writer or skip the others
+        logger.error("job outcome callback crashed", exc_info=True)
 
 
 def _resolve_unresolved(batch: list[_Pending]) -> None:
     """Resolve what the write left open as FAILED (a helper, so no loop variable of the
     writer's long-lived frame keeps a finished run's write alive)."""
     for pending in batch:
-        if not pending.done.done():
-            pending.done.set_result(WriteResult.FAILED)
+        _settle(pending, WriteResult.FAILED)
+
+
+def _into_future(future: asyncio.Future[WriteResult]) -> Settle:
+    def settle(result: WriteResult | OutcomeRejectedError) -> None:
+        if future.done():  # cancelled: its run was cancelled meanwhile
+            return
+        if isinstance(result, OutcomeRejectedError):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+
+    return settle
 
 
 class OutcomeWriter:
@@ -89,14 +115,19 @@ class OutcomeWriter:
 
         Raises OutcomeRejectedError if the database refused this outcome itself.
         """
-        pending = _Pending(write, asyncio.get_running_loop().create_future())
-        self._queue.append(pending)
+        done: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        self.submit_nowait(write, _into_future(done))
+        # If this run is cancelled (shutdown) while waiting, the future is cancelled with it;
+        # the writer still applies the queued write and skips resolving the future.
+        return await done
+
+    def submit_nowait(self, write: OutcomeWrite, settle: Settle) -> None:
+        """Queue one outcome; ``settle`` is called once, from the writer's task, with the
+        WriteResult or the OutcomeRejectedError saying what became of it."""
+        self._queue.append(_Pending(write, settle))
         if self._idle.is_set():
             self._idle = anyio.Event()
         self._wake.set()
-        # If this run is cancelled (shutdown) while waiting, the future is cancelled with it;
-        # the writer still applies the queued write and skips resolving the future.
-        return await pending.done
 
     async def wait_idle(self) -> None:
         """Wait until every outcome queued so far has been written (or given up on)."""
@@ -150,8 +181,7 @@ class OutcomeWriter:
                 await self._write(batch[middle:])
                 return
             (pending,) = batch
-            if not pending.done.done():
-                pending.done.set_exception(OutcomeRejectedError(str(exc), sqlstate=exc.sqlstate))
+            _settle(pending, OutcomeRejectedError(str(exc), sqlstate=exc.sqlstate))
             return
         except Exception:  # a bug, not the database: never kill the writer
             logger.error("job outcome write crashed for %d job(s)", len(batch), exc_info=True)
@@ -206,8 +236,7 @@ class OutcomeWriter:
                     self.rescheduled_total += 1
             else:
                 result = WriteResult.FENCED
-            if not pending.done.done():  # cancelled if its run was cancelled meanwhile
-                pending.done.set_result(result)
+            _settle(pending, result)
         if terminal:
             self._on_terminal(terminal)
         if rescheduled:

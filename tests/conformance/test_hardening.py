@@ -463,3 +463,4 @@ async def test_finished_runs_leave_nothing_behind(make_jobs):
     assert alive == []
     assert jobs.running_count == 0
     assert jobs._dispatcher is not None and jobs._dispatcher.live_ids == []
+    assert not jobs._dispatcher._tasks  # each run's task forgets itself as it ends
