@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from job import _events as ev
@@ -527,3 +529,102 @@ async def test_announcements_are_no_ops(backend: SqliteBackend) -> None:
     assert backend.name == "sqlite"
     assert not backend.has_server_clock
     assert abs(await backend.database_now() - datetime.now(UTC)) < timedelta(seconds=5)
+
+
+# -- single spawns from the loop's own thread (InlineWriter) ---------------------------------
+
+
+async def test_a_single_spawn_waits_for_a_held_lock_off_the_loop(
+    backend: SqliteBackend, raw: sqlite3.Connection
+) -> None:
+    """spawn_one writes from the event loop only when the write lock is free. While another
+    connection holds it, the spawn waits in the connection thread (busy_timeout) and the loop
+    keeps running; the job is written once the lock is released."""
+    raw.execute("BEGIN IMMEDIATE")
+    job = new_jobs(1)[0]
+    ticks = 0
+    spawned = anyio.Event()
+
+    async def spawn() -> None:
+        await backend.spawn_one("t", job, NOW, None)
+        spawned.set()
+
+    async def tick() -> None:
+        nonlocal ticks
+        while not spawned.is_set():
+            ticks += 1
+            await anyio.sleep(0.01)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(spawn)
+        tg.start_soon(tick)
+        await anyio.sleep(0.3)
+        assert not spawned.is_set()  # still waiting for the lock ...
+        assert ticks >= 10  # ... without blocking the loop
+        raw.execute("COMMIT")
+        with anyio.fail_after(5):
+            await spawned.wait()
+    (count,) = raw.execute("SELECT count(*) FROM jobs WHERE id = ?", (str(job.id),)).fetchone()
+    assert count == 1
+
+
+async def test_a_single_spawn_keeps_the_backends_errors(backend: SqliteBackend) -> None:
+    """The loop-side write raises what the threaded one does, and leaves no transaction open:
+    a taken id is DuplicateJobError, a value SQLite cannot bind a DatabaseError."""
+    job = new_jobs(1)[0]
+    await backend.spawn_one("t", job, NOW, None)
+    with pytest.raises(DuplicateJobError):
+        await backend.spawn_one("t", job, NOW, None)
+    bad = NewJob(new_job_id(), '{"s": "\ud800"}', NOW)
+    with pytest.raises(DatabaseError):
+        await backend.spawn_one("t", bad, NOW, None)
+    ok = new_jobs(1)[0]
+    await backend.spawn_one("t", ok, NOW, None)  # the connection is usable after both
+    rows = await backend.claim(["t"], 10, NOW)
+    assert sorted(r.id for r in rows) == sorted([job.id, ok.id])
+
+
+async def test_single_spawns_keep_the_wal_checkpointed(
+    backend: SqliteBackend, db_path: Path
+) -> None:
+    """The loop-side connection never checkpoints (a checkpoint syncs the file: a stall of
+    the loop); it has the main connection do it every so often, so a process that only spawns
+    does not grow the WAL without bound."""
+
+    def wal_size() -> int:
+        return os.path.getsize(f"{db_path}-wal")
+
+    async def checkpointed() -> bool:
+        return not backend._background  # the checkpoints asked for are done
+
+    for job in new_jobs(600):
+        await backend.spawn_one("t", job, NOW, None)
+    await wait_until(checkpointed)
+    first = wal_size()
+    for job in new_jobs(3000):
+        await backend.spawn_one("t", job, NOW, None)
+    await wait_until(checkpointed)
+    # A checkpointed WAL is reused from its start; without checkpoints it grows with every
+    # spawn (3,000 more would make it about six times its size after the first 600).
+    assert wal_size() <= first * 2
+
+
+async def test_a_loop_of_single_spawns_lets_other_tasks_run(backend: SqliteBackend) -> None:
+    """A spawn written from the loop does not suspend on I/O; it still yields, so a loop of
+    spawns does not starve the loop's other tasks (pollers, web requests)."""
+    turns = 0
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other_task)
+        await anyio.lowlevel.checkpoint()
+        before = turns
+        for job in new_jobs(100):
+            await backend.spawn_one("t", job, NOW, None)
+        assert turns - before >= 100
+        tg.cancel_scope.cancel()

@@ -6,7 +6,9 @@ hop to that thread, not one per statement as with aiosqlite. The engine's operat
 one main connection, so they are serialized in its thread and never contend with each other
 for SQLite's lock within a process. Runner transactions (``CurrentJob.sqlite_transaction()``,
 :meth:`SqliteBackend.transaction`) each get a connection of their own, reused from a small
-free list; the heartbeat thread owns one more.
+free list; the heartbeat thread owns one more. A single spawn is the one exception: it is
+written from the event loop's thread when the write lock is free (``InlineWriter``, see
+:meth:`spawn_one`).
 
 Several processes may share one file (on one machine; not on a network filesystem, where
 SQLite's locks are unreliable). That is correct, not merely tolerated:
@@ -33,6 +35,7 @@ the optional fields of claims, loads and ``next_due_at``, never raised about.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -63,8 +66,11 @@ from job._ratelimit import refilled, token_wait
 from job._threads import HeartbeatLoop, LoopThread
 from job.backends.sqlite import _queries as q
 from job.backends.sqlite._connection import (
+    LOCK_TAKEN,
     Connection,
+    InlineWriter,
     check_path,
+    checkpoint,
     connect,
     run_in_transaction,
     translate_errors,
@@ -754,7 +760,10 @@ class SqliteBackend:
         self.busy_timeout = busy_timeout
         self._me = str(instance_id)
         self._main: Connection | None = None
+        # Single spawns write through it from the loop when the lock is free (spawn_one).
+        self._inline: InlineWriter | None = None
         self._free: list[Connection] = []
+        self._background: set[asyncio.Task[None]] = set()  # checkpoints under way
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -774,6 +783,12 @@ class SqliteBackend:
             await main.close()
             raise DatabaseError(f"cannot open SQLite database {path}: {exc}") from exc
         self._main = main
+        try:
+            self._inline = await InlineWriter.open(main, path)
+        except sqlite3.Error:  # only a shortcut: every write can go through the thread
+            logger.warning(
+                "job sqlite: no loop-side connection; spawns use the thread", exc_info=True
+            )
 
     async def prepare_schema(self, *, migrate: bool) -> None:
         main = self._main_conn()
@@ -798,6 +813,9 @@ class SqliteBackend:
         self._closed = True
         main, self._main = self._main, None
         free, self._free = self._free, []
+        inline, self._inline = self._inline, None
+        if inline is not None:
+            inline.close()
         with anyio.CancelScope(shield=True):
             for conn in free:
                 await conn.close()
@@ -855,7 +873,39 @@ class SqliteBackend:
         conn: object | None = None,
     ) -> None:
         # Nothing to announce: other processes see the commit through data_version.
+        inline = self._inline
+        # While a checkpoint is under way, spawns queue behind it in the main connection's
+        # thread: it then finds the WAL fully copied and the next write starts it over
+        # (a write from the loop meanwhile would keep it from ever catching up).
+        if conn is None and inline is not None and not self._background:
+            now_us, carrier = _us(now), _JSON.encode(tracing) if tracing else None
+            with translate_errors():
+                written = inline.try_write(
+                    lambda db: _insert_deduped(db, job_type, [job], now_us, carrier)
+                )
+            if inline.checkpoint_due():
+                self._checkpoint_soon()
+            if written is not LOCK_TAKEN:
+                # Written without suspending: yield once, as any awaited write would, or a
+                # loop of spawns would starve every other task of the loop.
+                await asyncio.sleep(0)
+                return
         await self.insert_jobs(job_type, [job], now, tracing, conn)
+
+    def _checkpoint_soon(self) -> None:
+        """Have the main connection checkpoint the WAL in its thread (the loop-side
+        connection never does), without waiting for it."""
+
+        async def run() -> None:
+            try:
+                with translate_errors():
+                    await self._main_conn().run(checkpoint)
+            except (DatabaseError, NotStartedError):
+                logger.debug("job sqlite: checkpoint failed", exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def insert_unique_job(
         self,

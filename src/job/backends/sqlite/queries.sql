@@ -34,6 +34,16 @@ PRAGMA foreign_keys = ON;
 -- upgrades to a write can fail with SQLITE_BUSY at once, without the busy timeout's wait.
 BEGIN IMMEDIATE;
 
+-- name: pragma_no_autocheckpoint
+-- The loop thread's connection (SqliteBackend.spawn_one) never checkpoints as it commits: a
+-- checkpoint copies the WAL into the file and syncs it, milliseconds the event loop would
+-- stall for. The main connection checkpoints instead, in its thread.
+PRAGMA wal_autocheckpoint = 0;
+
+-- name: checkpoint
+-- Copy what the WAL holds into the database file, without waiting for readers (PASSIVE).
+PRAGMA wal_checkpoint(PASSIVE);
+
 -- name: begin_read
 -- Reads of several statements (load_jobs): one consistent snapshot, no write lock.
 BEGIN DEFERRED;
