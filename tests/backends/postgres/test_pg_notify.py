@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import anyio
+import anyio.lowlevel
 import psycopg
 import pytest
 
@@ -103,3 +104,81 @@ async def test_a_wake_up_the_server_refuses_never_fails_a_single_spawn(
     job = await spawner.spawn(Cfg())
     assert (await worker.await_completion(job.id, timeout=10)).state is JobState.COMPLETED
     assert sum((await producer.admin.count_jobs()).values()) == 1
+
+
+async def _let_the_emitter_wait_out_the_window() -> None:
+    """Yield until the emitter, woken by a publish, has gone to sleep for the rest of the
+    window (it needs a couple of loop turns; it does no I/O on the way): a window shortened
+    after that no longer reaches it."""
+    for _ in range(20):
+        await anyio.lowlevel.checkpoint()
+
+
+async def test_a_spawn_after_the_window_carries_the_queued_wake_up(
+    make_pg_jobs, manual_clock, monkeypatch
+):
+    """A spawn within the repeat window of the last wake-up queues its copy for the emitter,
+    to go out when the window closes. The first spawn after the window has closed carries
+    that copy in its own statement instead (no NOTIFY round trip of its own). Here the window
+    is made to close only for the third spawn, while the emitter still waits for the old,
+    longer one: only the third spawn's statement can wake the sleeping worker for the second
+    job."""
+    import job.backends.postgres.notify as pg_notify
+
+    clock, _ = manual_clock
+    worker = await _asleep_worker(make_pg_jobs, clock, "carried")
+    producer = await make_pg_jobs(clock=clock)
+    spawner = producer.add_initializer(FnInitializer("carried", complete))
+    monkeypatch.setattr(pg_notify, "REPEAT_WINDOW", 1000.0)
+    first = await spawner.spawn(Cfg())  # carries the wake-up: the window starts
+    assert (await worker.await_completion(first.id, timeout=10)).state is JobState.COMPLETED
+    await wait_for_poll(worker)  # asleep again until +60 s on the manual clock
+    second = await spawner.spawn(Cfg())  # within the window: queued for the emitter
+    await _let_the_emitter_wait_out_the_window()
+    monkeypatch.setattr(pg_notify, "REPEAT_WINDOW", 0.0)
+    third = await spawner.spawn(Cfg())
+    for job in (second, third):
+        assert (await worker.await_completion(job.id, timeout=10)).state is JobState.COMPLETED
+
+
+async def test_a_failed_spawn_gives_back_the_wake_up_it_took(make_pg_jobs, monkeypatch):
+    """A spawn that took the emitter's queued copy and then failed (here: a duplicate id)
+    sent nothing: the copy, owed to the spawn before it, is queued again."""
+    import job.backends.postgres.notify as pg_notify
+    from job import DuplicateJobError
+
+    producer = await make_pg_jobs()
+    spawner = producer.add_initializer(FnInitializer("given-back", complete))
+    notifier = producer._backend._notifier
+    monkeypatch.setattr(pg_notify, "REPEAT_WINDOW", 1000.0)
+    first = await spawner.spawn(Cfg())
+    await spawner.spawn(Cfg())  # queued for the emitter, which waits out the window
+    payload = pg_notify.ready_payload("given-back")
+    await _let_the_emitter_wait_out_the_window()
+    assert payload in notifier._pending
+    monkeypatch.setattr(pg_notify, "REPEAT_WINDOW", 0.0)
+    with pytest.raises(DuplicateJobError):
+        await spawner.spawn(Cfg(), id=first.id)
+    assert payload in notifier._pending
+
+
+async def test_failed_single_spawns_give_their_connection_back(db_dsn):
+    """A single spawn borrows a pooled connection by hand (no context manager): one that
+    fails must still return it. More failures than the pool has connections, then a spawn
+    that must find one free (it would wait out connection_timeout and fail otherwise)."""
+    from job import DuplicateJobError, Jobs, JobSvcConfig
+
+    config = JobSvcConfig(
+        pg_con=db_dsn,
+        max_connections=2,
+        connection_timeout=timedelta(seconds=2),
+        exec_migrations=False,
+    )
+    async with await Jobs.init(config) as jobs:
+        spawner = jobs.add_initializer(FnInitializer("given-back-conn", complete))
+        first = await spawner.spawn(Cfg())
+        for _ in range(5):
+            with pytest.raises(DuplicateJobError):
+                await spawner.spawn(Cfg(), id=first.id)
+        await spawner.spawn(Cfg())
+        assert sum((await jobs.admin.count_jobs()).values()) == 2

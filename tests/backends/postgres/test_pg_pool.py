@@ -14,8 +14,9 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_a_callers_pool_without_autocommit_works_end_to_end(db_dsn):
-    """With an application's own pool (connections not in autocommit), spawning, claiming,
-    outcomes and the runner transaction all commit; the service leaves the pool open."""
+    """With an application's own pool (connections not in autocommit), spawning (many and
+    one), claiming, outcomes and the runner transaction all commit; the service leaves the
+    pool open."""
     from psycopg_pool import AsyncConnectionPool
 
     from job import Jobs, JobSvcConfig
@@ -31,10 +32,11 @@ async def test_a_callers_pool_without_autocommit_works_end_to_end(db_dsn):
         async with Jobs(JobSvcConfig(), pool=pool) as jobs:
             spawner = jobs.add_initializer(FnInitializer("ownpool", run))
             await jobs.start_poll()
-            created = await spawner.spawn_many([Cfg(n=i) for i in range(5)])
+            created = [*await spawner.spawn_many([Cfg(n=i) for i in range(5)])]
+            created.append(await spawner.spawn(Cfg(n=5)))  # the single-spawn path commits too
             for job in created:
                 done = await jobs.await_completion(job.id, timeout=10)
                 assert done.state is JobState.COMPLETED
         assert not pool.closed
     rows = await execute(db_dsn, "SELECT count(*) FROM pool_effects")
-    assert rows == [(5,)]
+    assert rows == [(6,)]

@@ -260,10 +260,21 @@ class PostgresBackend(Repository):
             # so insert again without it and publish afterwards (best effort, logged). In the
             # caller's transaction the error stands: that transaction is aborted anyway.
             if not inline or conn is not None or exc.sqlstate not in _NOTIFY_REFUSED:
+                self._republish_taken(payload, inline, conn)
                 raise
             await self.insert_one_job(job_type, job, now, tracing, conn)
             inline = False
+        except BaseException:
+            self._republish_taken(payload, inline, conn)
+            raise
         if not inline:
+            self._notifier.publish(payload)
+
+    def _republish_taken(self, payload: str, inline: bool, conn: object | None) -> None:
+        """A spawn that took ``payload`` off the emitter's queue failed (or was cancelled):
+        the copy it took may be owed to earlier spawns that committed, so queue it again (a
+        spare wake-up costs a poll, a missing one up to ``max_poll_wait``)."""
+        if inline and conn is None:
             self._notifier.publish(payload)
 
     async def run_announcer(self) -> None:

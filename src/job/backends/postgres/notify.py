@@ -17,7 +17,10 @@ re-polls at the next due time (at most ``max_poll_wait``) and completion waiters
 * A **single spawn** carries its wake-up in its own insert statement (``take_inline``),
   delivered when it commits: no round trip of its own, and the listener hears of the job
   about 0.3 ms sooner (bench: pickup latency). The repeat window still applies: a spawn within
-  the window of the previous copy publishes through the emitter as above.
+  the window of the previous copy publishes through the emitter as above, and the first spawn
+  after the window closes carries the queued copy in its own statement. The emitter sends the
+  copy only if no spawn came before its timer (a loop of 4,000 awaited spawns here: 95 NOTIFY
+  statements instead of 352).
 * A payload is never too long for ``pg_notify`` (which refuses 8000 bytes or more): one longer
   than ``MAX_PAYLOAD_BYTES`` is sent as ``ANY_READY_PAYLOAD``, an ``execution_ready`` without
   a ``job_type``, which every listener treats as "a job of any type may be ready".
@@ -121,12 +124,15 @@ class Notifier:
 
     def take_inline(self, payload: str) -> bool:
         """May the caller send ``payload`` in its own statement now (see the module
-        docstring)? Yes unless it is queued for the emitter or went out within
-        ``REPEAT_WINDOW``; a yes counts as sent now (a statement that then fails sent
-        nothing, and only delays the next copy to the window's end)."""
+        docstring)? Yes unless it went out within ``REPEAT_WINDOW``. A yes counts as sent
+        now, and takes the payload off the emitter's queue if it was waiting there for its
+        window to close: the statement carries it instead of a NOTIFY round trip of its own.
+        A caller whose statement then fails must ``publish`` it again (the copy it took may
+        have been owed to earlier commits)."""
         now = time.monotonic()
-        if payload in self._pending or now - self._sent_at.get(payload, -1e9) < REPEAT_WINDOW:
+        if now - self._sent_at.get(payload, -1e9) < REPEAT_WINDOW:
             return False
+        self._pending.discard(payload)
         self._sent_at[payload] = now
         return True
 

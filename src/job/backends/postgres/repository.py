@@ -38,31 +38,41 @@ from job.errors import DatabaseError, DuplicateJobError, NotStartedError
 NOTIFY_CHANNEL = "job_events"
 
 
-@asynccontextmanager
-async def translate_errors() -> AsyncIterator[None]:
-    """Turn psycopg errors into ``job.errors`` (with the original chained)."""
-    try:
-        yield
-    except psycopg.errors.UniqueViolation as exc:
-        raise DuplicateJobError(
+def translated(exc: Exception) -> Exception:
+    """The ``job.errors`` exception for a psycopg (or socket) error; raise it ``from exc``."""
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        return DuplicateJobError(
             f"a job with this id already exists ({exc.diag.message_detail or exc})"
-        ) from exc
-    except PoolTimeout as exc:
-        raise DatabaseError(f"no database connection available: {exc}", transient=True) from exc
-    except PoolClosed as exc:
-        raise NotStartedError("the job service's connection pool is closed") from exc
-    except psycopg.Error as exc:
+        )
+    if isinstance(exc, PoolTimeout):
+        return DatabaseError(f"no database connection available: {exc}", transient=True)
+    if isinstance(exc, PoolClosed):
+        return NotStartedError("the job service's connection pool is closed")
+    if isinstance(exc, psycopg.Error):
         sqlstate = getattr(exc, "sqlstate", None)
         # An OperationalError without a SQLSTATE is the connection itself failing (server
         # gone, socket closed): the same statement may well succeed on a new connection.
         transient = sqlstate is None and isinstance(
             exc, psycopg.OperationalError | psycopg.InterfaceError
         )
-        raise DatabaseError(
+        return DatabaseError(
             f"database error: {exc}".strip(), sqlstate=sqlstate, transient=transient
-        ) from exc
-    except OSError as exc:  # the pool's connect may surface socket errors
-        raise DatabaseError(f"database unreachable: {exc}", transient=True) from exc
+        )
+    # The pool's connect may surface socket errors.
+    return DatabaseError(f"database unreachable: {exc}", transient=True)
+
+
+#: What ``translated`` turns into ``job.errors``.
+DRIVER_ERRORS = (psycopg.Error, OSError)
+
+
+@asynccontextmanager
+async def translate_errors() -> AsyncIterator[None]:
+    """Turn psycopg errors into ``job.errors`` (with the original chained)."""
+    try:
+        yield
+    except DRIVER_ERRORS as exc:
+        raise translated(exc) from exc
 
 
 _UNIQUE_RETRIES = 5
@@ -146,8 +156,27 @@ class Repository:
             "notify": notify,
             "channel": NOTIFY_CHANNEL,
         }
-        async with self._conn(conn) as c:
-            await c.execute(q.INSERT_JOB, params)
+        if conn is not None:
+            async with self._conn(conn) as c:
+                await c.execute(q.INSERT_JOB, params)
+            return
+        # The pool by hand: pool.connection() and _conn() would add two context-manager
+        # layers and the connection's own `async with`, about a tenth of a single spawn's
+        # CPU. That `async with` commits; here an application's own pool may hand out
+        # connections outside autocommit, so commit them explicitly. putconn rolls back or
+        # discards a connection left mid-transaction or mid-query (a failed or cancelled
+        # call), as the context manager does.
+        try:
+            pool = self.pool
+            pooled = await pool.getconn()
+            try:
+                await pooled.execute(q.INSERT_JOB, params)
+                if not pooled.autocommit:
+                    await pooled.commit()
+            finally:
+                await pool.putconn(pooled)
+        except DRIVER_ERRORS as exc:
+            raise translated(exc) from exc
 
     async def insert_unique_job(
         self,
